@@ -1,0 +1,1 @@
+"""Command line: YAML configs become library arguments here and nowhere else."""

@@ -1,0 +1,92 @@
+"""Config -> objects. The only module that reads a TrainConfig and calls library constructors."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..data import LongTailedData, build_dataset
+from ..engine.distributed import DistInfo
+from ..losses import create_loss, LOSSES
+from ..models import create_model, MODELS
+from ..samplers import SAMPLERS, SequentialShardSampler, create_sampler
+from .config import ConfigError, TrainConfig
+
+
+def check_options(kind: str, name: str, factory: Callable, options: dict, reserved: tuple[str, ...] = ()) -> None:
+    """Options in ``*_options`` must be keyword arguments of the factory: a typo is an error."""
+    params = inspect.signature(factory).parameters
+    takes = sorted(k for k, p in params.items()
+                   if k not in reserved and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+    unknown = [k for k in options if k not in takes]
+    if unknown:
+        raise ConfigError(f"{kind} {name!r} does not take option(s) {unknown}; it takes {takes}")
+
+
+def build_data(cfg: TrainConfig) -> LongTailedData:
+    options = dict(root=cfg.data_root, imbalance_factor=cfg.imbalance_factor, n_max=cfg.n_max, profile=cfg.profile,
+                   val_per_class=cfg.val_per_class, download=cfg.download, augment=cfg.augment, seed=cfg.seed)
+    overlap = set(options) & set(cfg.dataset_options)
+    if overlap:
+        raise ConfigError(f"dataset_options repeats top-level key(s) {sorted(overlap)}; set them at top level")
+    try:
+        return build_dataset(cfg.dataset, **options, **cfg.dataset_options)
+    except KeyError as err:
+        raise ConfigError(str(err.args[0])) from None
+    except ValueError as err:
+        if "does not take option" in str(err):
+            raise ConfigError(str(err)) from None
+        raise
+
+
+def build_model(cfg: TrainConfig, data: LongTailedData) -> torch.nn.Module:
+    try:
+        factory = MODELS.get(cfg.model)
+    except KeyError as err:
+        raise ConfigError(str(err.args[0])) from None
+    check_options("model", cfg.model, factory, cfg.model_options, reserved=("num_classes", "in_channels"))
+    return create_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_options)
+
+
+def build_loss(cfg: TrainConfig, data: LongTailedData) -> torch.nn.Module:
+    try:
+        factory = LOSSES.get(cfg.loss)
+    except KeyError as err:
+        raise ConfigError(str(err.args[0])) from None
+    check_options("loss", cfg.loss, factory, cfg.loss_options, reserved=("class_counts",))
+    return create_loss(cfg.loss, data.class_counts, **cfg.loss_options)
+
+
+def build_sampler(cfg: TrainConfig, data: LongTailedData, dist: DistInfo):
+    try:
+        factory = SAMPLERS.get(cfg.sampler)
+    except KeyError as err:
+        raise ConfigError(str(err.args[0])) from None
+    check_options("sampler", cfg.sampler, factory, cfg.sampler_options,
+                  reserved=("labels", "num_replicas", "rank", "seed"))
+    return create_sampler(cfg.sampler, data.train_labels, num_replicas=dist.world_size, rank=dist.rank,
+                          seed=cfg.seed, **cfg.sampler_options)
+
+
+def eval_loader(dataset, cfg: TrainConfig, dist: DistInfo) -> DataLoader:
+    sampler = SequentialShardSampler(len(dataset), num_replicas=dist.world_size, rank=dist.rank)
+    return DataLoader(dataset, batch_size=cfg.eval_batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                      pin_memory=dist.device.type == "cuda")
+
+
+def train_loader(dataset, sampler, cfg: TrainConfig, dist: DistInfo) -> DataLoader:
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                      pin_memory=dist.device.type == "cuda", drop_last=False,
+                      persistent_workers=cfg.num_workers > 0)
+
+
+def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           nesterov=cfg.nesterov)
+
+
+def options_summary(cfg: TrainConfig) -> dict[str, Any]:
+    return {"loss": cfg.loss, **cfg.loss_options, "sampler": cfg.sampler, **cfg.sampler_options}

@@ -1,0 +1,152 @@
+"""The one place where YAML becomes arguments: a flat dataclass per command, loaded from a YAML file
+plus ``key=value`` overrides. Unknown keys are errors that name the key and suggest the closest one.
+``None`` means "keep the library default"."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    # --- run ---
+    name: Optional[str] = None  # run directory name (default: the config file's stem)
+    output_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    num_workers: int = 0
+    # --- data ---
+    dataset: str = "fashion_mnist_lt"
+    data_root: Optional[str] = None  # default: $LONGTAIL_DATA or ./data
+    imbalance_factor: Optional[float] = None
+    n_max: Optional[int] = None
+    profile: Optional[str] = None  # exp | step
+    val_per_class: Optional[int] = None
+    download: Optional[bool] = None
+    augment: Optional[bool] = None
+    dataset_options: dict = field(default_factory=dict)  # further options of the dataset factory
+    # --- model ---
+    model: str = "resnet8_small"
+    model_options: dict = field(default_factory=dict)
+    # --- method ---
+    loss: str = "ce"
+    loss_options: dict = field(default_factory=dict)
+    sampler: str = "random"
+    sampler_options: dict = field(default_factory=dict)
+    # --- optimisation ---
+    epochs: int = 30
+    batch_size: int = 128  # per process
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    warmup_epochs: float = 0.0
+    warmup_start_factor: float = 0.5
+    max_grad_norm: Optional[float] = None
+    # --- evaluation ---
+    select_on: str = "val"  # val: keep the checkpoint with best val mean per-class accuracy; last: the last epoch
+    many_threshold: int = 100
+    few_threshold: int = 20
+    eval_batch_size: int = 512
+
+
+def _field_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(cls, key: str, value: Any) -> Any:
+    hint = _field_types(cls)[key]
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise ConfigError(f"{key} may not be null")
+    for t in allowed:
+        if t is type(None):
+            continue
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if t is bool and isinstance(value, bool):
+            return value
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if t in (str, dict, list) and isinstance(value, t):
+            return value
+    names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+    raise ConfigError(f"{key} must be {names}, got {value!r} ({type(value).__name__})")
+
+
+def _check_keys(cls, keys, source: str) -> None:
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown config key {key!r} in {source}.{hint} "
+                              f"Run `longtail train --list-keys` for the known keys.")
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["lr=0.05", "loss=balanced_softmax", "loss_options={tau: 1.5}"]`` -> dict (YAML values)."""
+    out = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. lr=0.05)")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"cannot parse the value of override {item!r}: {err}") from err
+    return out
+
+
+def load_config(cls, path: str | Path | None, overrides: list[str] | None = None):
+    """Build ``cls`` from a YAML file (or defaults when ``path`` is None) and overrides."""
+    values: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist (configs live under configs/<dataset>/)")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {err}") from err
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of key: value, got {type(loaded).__name__}")
+        _check_keys(cls, loaded, str(path))
+        values.update(loaded)
+        source = str(path)
+        if "name" in {f.name for f in dataclasses.fields(cls)}:
+            values.setdefault("name", path.stem)
+    extra = parse_overrides(overrides or [])
+    _check_keys(cls, extra, "the command-line overrides")
+    values.update(extra)
+    try:
+        return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def to_dict(config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def describe_keys(cls) -> str:
+    lines = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        lines.append(f"  {f.name:<22} default {default!r}")
+    return "\n".join(lines)

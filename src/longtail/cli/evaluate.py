@@ -1,0 +1,66 @@
+"""`longtail eval RUN_OR_CHECKPOINT`: rebuild the data and model from the run's resolved config and
+evaluate the selected weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from ..engine import distributed as dist_utils
+from ..engine import evaluate, load_checkpoint
+from ..engine.checkpoint import CheckpointError
+from . import build
+from .config import TrainConfig, _check_keys
+
+console = Console(highlight=False)
+
+
+def locate(target: str | Path) -> tuple[Path, Path]:
+    """(run directory, weights file) from a run directory or a checkpoint path."""
+    target = Path(target)
+    if target.is_dir():
+        for name in ("best.pt", "checkpoint.pt"):
+            if (target / name).exists():
+                return target, target / name
+        raise CheckpointError(f"{target} holds no best.pt or checkpoint.pt: is it a longtail run directory?")
+    if target.is_file():
+        return target.parent, target
+    raise CheckpointError(f"{target} does not exist (give a run directory such as runs/ce, or a .pt file)")
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        raise CheckpointError(f"{run_dir} has no config.yaml, so the model cannot be rebuilt")
+    values = yaml.safe_load(path.read_text())
+    _check_keys(TrainConfig, values, str(path))
+    return TrainConfig(**values)
+
+
+def run_eval(target: str | Path, *, split: str = "test", device: str = "auto", as_json: bool = False) -> dict:
+    run_dir, weights = locate(target)
+    cfg = load_run_config(run_dir)
+    cfg.device = device
+    info = dist_utils.setup(device)
+    data = build.build_data(cfg)
+    model = build.build_model(cfg, data).to(info.device)
+    model.load_state_dict(load_checkpoint(weights)["model"])
+    loader = build.eval_loader(data.test if split == "test" else data.val, cfg, info)
+    metrics = evaluate(model, loader, info.device, data.class_counts, cfg.many_threshold, cfg.few_threshold)
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        table = Table(title=f"{run_dir.name} ({weights.name}) on {split}")
+        for col in ("top-1", "mean-class", "many", "medium", "few"):
+            table.add_column(col, justify="right")
+        table.add_row(*[_fmt(metrics[k]) for k in ("top1", "mean_class", "many", "medium", "few")])
+        console.print(table)
+    return metrics
+
+
+def _fmt(x: float) -> str:
+    return "-" if x != x else f"{100 * x:.2f}"

@@ -1,0 +1,103 @@
+"""The `longtail` command line. Each sub-command lives in its own module; this file only parses."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from ..data.sources import DatasetNotFoundError
+from ..engine import CheckpointError, NonFiniteLossError
+from .config import ConfigError, TrainConfig, describe_keys
+
+err_console = Console(stderr=True, highlight=False)
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train one model from a YAML config",
+                       description="Train one model. Example: longtail train configs/fashion_mnist_lt/balanced_softmax.yaml "
+                                   "seed=1 epochs=10. Under torchrun the same command runs with DDP.")
+    p.add_argument("config", nargs="?", help="YAML config (configs/<dataset>/<method>.yaml)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of config keys (YAML values)")
+    p.add_argument("--resume", action="store_true", help="continue the run in the run directory from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="discard an existing run of the same name and start again")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--list-keys", action="store_true", help="list the config keys and their defaults, then exit")
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a run directory or checkpoint on its test (or val) split")
+    p.add_argument("target", help="run directory (uses best.pt) or a .pt checkpoint inside one")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="dataset tools")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("stats", help="class-count table, shot groups and histogram of a dataset's training split")
+    s.add_argument("dataset", help="dataset name (e.g. fashion_mnist_lt) or a YAML config")
+    s.add_argument("overrides", nargs="*", help="key=value dataset options (imbalance_factor=200, data_root=...)")
+    s.add_argument("--plot", help="save the histogram to this PNG")
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the main job: methods side by side on Fashion-MNIST-LT (IF 100)")
+    p.add_argument("--output-dir", default="runs/demo")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to average over")
+    p.add_argument("--epochs", type=int, default=None, help="override the configs' epochs (quick try: 3)")
+    p.add_argument("--configs", default=None, help="folder of the demo configs (default: configs/fashion_mnist_lt)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="longtail", description="Long-tailed visual recognition: train, evaluate and "
+                                     "compare Balanced Softmax, BALMS, BAGS and the baselines.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_data(sub)
+    _add_demo(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            if args.list_keys:
+                print(describe_keys(TrainConfig))
+                return 0
+            if args.config is None:
+                raise ConfigError("give a config file, e.g. longtail train configs/fashion_mnist_lt/ce.yaml")
+            from .config import load_config
+            from .train import run_training
+            config = args.config
+            overrides = list(args.overrides)
+            if "=" in config:  # no file, only overrides
+                overrides, config = [config] + overrides, None
+            run_training(load_config(TrainConfig, config, overrides), resume=args.resume, overwrite=args.overwrite,
+                         quiet=args.quiet)
+        elif args.command == "eval":
+            from .evaluate import run_eval
+            run_eval(args.target, split=args.split, device=args.device, as_json=args.json)
+        elif args.command == "data":
+            from .data import run_stats
+            run_stats(args.dataset, args.overrides, plot=args.plot)
+        elif args.command == "demo":
+            from .demo import run_demo
+            run_demo(args.output_dir, seeds=args.seeds, epochs=args.epochs, configs=args.configs,
+                     overrides=args.overrides)
+        return 0
+    except (ConfigError, DatasetNotFoundError, CheckpointError, NonFiniteLossError, FileNotFoundError) as err:
+        err_console.print(f"[bold red]error:[/] {err}")
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted; the last complete checkpoint is kept (continue with --resume)")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""`longtail train`: one training run from a TrainConfig into a run directory.
+
+Run directory: config.yaml (resolved), metrics.json (rewritten every epoch), checkpoint.pt (every
+epoch, atomic), best.pt (best on validation), per_class_accuracy.png, tb/ (TensorBoard events).
+Each epoch re-seeds every RNG from (seed, epoch), so ``--resume`` after an interruption continues
+to exactly the metrics of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..engine import distributed as dist_utils
+from ..engine import evaluate, load_checkpoint, save_checkpoint, train_one_epoch, warmup_cosine
+from ..engine.checkpoint import CheckpointError
+from ..evaluation.plots import plot_per_class_accuracy
+from . import build
+from .config import ConfigError, TrainConfig, to_dict
+
+console = Console(highlight=False)
+CHECKPOINT, BEST, METRICS = "checkpoint.pt", "best.pt", "metrics.json"
+
+
+def seed_everything(seed: int, epoch: int = 0) -> None:
+    """Seed Python, NumPy and torch from (seed, epoch). Called at the start of every epoch so an
+    epoch's augmentation and worker seeds do not depend on what ran before (exact resume)."""
+    s = (seed * 1_000_003 + epoch) % (2**31)
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+
+
+def write_json_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, allow_nan=True))
+    os.replace(tmp, path)
+
+
+def run_dir_of(cfg: TrainConfig) -> Path:
+    if not cfg.name:
+        raise ConfigError("the run needs a name: pass name=... (a config file gives its stem by default)")
+    return Path(cfg.output_dir) / cfg.name
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """Return True when there is a checkpoint to resume from. Never overwrites work silently."""
+    ckpt = run_dir / CHECKPOINT
+    if ckpt.exists() and not (resume or overwrite):
+        raise ConfigError(f"{run_dir} already holds a run. Pass --resume to continue it, --overwrite to start "
+                          "again from scratch, or name=... to use another directory.")
+    if overwrite and run_dir.exists():
+        for name in (CHECKPOINT, BEST, METRICS):
+            (run_dir / name).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return resume and ckpt.exists()
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), console=console,
+                    disable=not enabled, transient=True)
+
+
+def run_training(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:
+    """Train, select on validation, test; returns the final metrics dict (also in metrics.json)."""
+    info = dist_utils.setup(cfg.device)
+    try:
+        return _run(cfg, info, resume=resume, overwrite=overwrite, quiet=quiet)
+    finally:
+        dist_utils.cleanup()
+
+
+def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite: bool, quiet: bool) -> dict:
+    if cfg.select_on not in ("val", "last"):
+        raise ConfigError(f"select_on must be 'val' or 'last', got {cfg.select_on!r} (selecting on test is not offered)")
+    run_dir = run_dir_of(cfg)
+    can_resume = False
+    if info.is_main:
+        can_resume = prepare_run_dir(run_dir, resume, overwrite)
+    can_resume = dist_utils.broadcast_object(can_resume)
+    say = (lambda *a: console.print(*a)) if (info.is_main and not quiet) else (lambda *a: None)
+
+    seed_everything(cfg.seed)
+    data = build.build_data(cfg)
+    model = build.build_model(cfg, data).to(info.device)
+    loss_fn = build.build_loss(cfg, data).to(info.device)
+    sampler = build.build_sampler(cfg, data, info)
+    loader = build.train_loader(data.train, sampler, cfg, info)
+    val_loader = build.eval_loader(data.val, cfg, info)
+    test_loader = build.eval_loader(data.test, cfg, info)
+    optimizer = build.build_optimizer(cfg, model.parameters())
+    steps_per_epoch = len(loader)
+    scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch),
+                              cfg.warmup_start_factor)
+
+    history: list[dict] = []
+    best: dict = {"epoch": -1, "score": -math.inf}
+    start_epoch = 0
+    if can_resume:
+        state = load_checkpoint(run_dir / CHECKPOINT)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best, start_epoch = state["history"], state["best"], int(state["epoch"])
+        say(f"resuming {run_dir} at epoch {start_epoch}/{cfg.epochs}")
+    if info.is_main:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if info.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.device] if info.device.type == "cuda" else None)
+
+    writer = None
+    if info.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(run_dir / "tb"))
+    say(f"[bold]{cfg.name}[/]: {cfg.dataset} ({len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
+        f"{data.num_classes} classes), {cfg.model}, loss={cfg.loss}, sampler={cfg.sampler}, "
+        f"{info.world_size} process(es) on {info.device.type}")
+
+    many, few = cfg.many_threshold, cfg.few_threshold
+    for epoch in range(start_epoch, cfg.epochs):
+        seed_everything(cfg.seed, epoch + 1)
+        sampler.set_epoch(epoch)
+        if hasattr(loss_fn, "set_epoch"):  # epoch-scheduled losses (e.g. LDAM-DRW's deferred re-weighting)
+            loss_fn.set_epoch(epoch)
+        with _progress(info.is_main and not quiet and console.is_terminal) as bar:
+            task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, loss=0.0)
+            stats = train_one_epoch(model, loader, loss_fn, optimizer, scheduler, device=info.device, epoch=epoch,
+                                    max_grad_norm=cfg.max_grad_norm,
+                                    progress=lambda step, s: bar.update(task, advance=1, loss=s["loss"]))
+        val = evaluate(model, val_loader, info.device, data.class_counts, many, few)
+        score = val["mean_class"]
+        record = {"epoch": epoch + 1, "train_loss": stats["loss"], "lr": optimizer.param_groups[0]["lr"],
+                  "val_mean_class": score, "val_top1": val["top1"], "val_many": val["many"],
+                  "val_medium": val["medium"], "val_few": val["few"], "seconds": stats["seconds"]}
+        history.append(record)
+        improved = cfg.select_on == "last" or score > best["score"]
+        if improved:
+            best = {"epoch": epoch + 1, "score": score}
+        if info.is_main:
+            if improved:  # best.pt before checkpoint.pt: a kill in between only repeats this epoch
+                save_checkpoint({"model": _unwrap(model).state_dict(), "epoch": epoch + 1}, run_dir / BEST)
+            save_checkpoint({"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
+                             "best": best, "config": to_dict(cfg), "class_counts": data.class_counts},
+                            run_dir / CHECKPOINT)
+            write_json_atomic(_metrics(cfg, data, history, best, finished=False), run_dir / METRICS)
+            for key in ("train_loss", "lr", "val_mean_class", "val_top1", "val_many", "val_medium", "val_few"):
+                if isinstance(record[key], float) and math.isfinite(record[key]):
+                    writer.add_scalar(key.replace("_", "/", 1), record[key], epoch + 1)
+            writer.flush()
+        say(f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {stats['loss']:.4f}  val mean-class {100 * score:5.2f}  "
+            f"({stats['seconds']:.1f}s){'  *' if improved and cfg.select_on == 'val' else ''}")
+        dist_utils.barrier()
+
+    # Test the selected model (best on val) and the last one.
+    test_last = evaluate(model, test_loader, info.device, data.class_counts, many, few)
+    if cfg.select_on == "val" and best["epoch"] != cfg.epochs:
+        _unwrap(model).load_state_dict(load_checkpoint(run_dir / BEST)["model"])
+        test = evaluate(model, test_loader, info.device, data.class_counts, many, few)
+    else:
+        test = test_last
+    metrics = _metrics(cfg, data, history, best, finished=True, test=test, test_last=test_last)
+    if info.is_main:
+        write_json_atomic(metrics, run_dir / METRICS)
+        plot_per_class_accuracy({cfg.name: test["per_class"]}, data.class_counts, run_dir / "per_class_accuracy.png",
+                                title=f"{cfg.name}: per-class test accuracy", many=many, few=few)
+        for key in ("top1", "mean_class", "many", "medium", "few"):
+            if math.isfinite(test[key]):
+                writer.add_scalar(f"test/{key}", test[key], cfg.epochs)
+        writer.close()
+        say(f"test (epoch {best['epoch']}): top-1 {100 * test['top1']:.2f}  mean-class {100 * test['mean_class']:.2f}  "
+            f"many {_pct(test['many'])}  medium {_pct(test['medium'])}  few {_pct(test['few'])}  -> {run_dir}")
+    return metrics
+
+
+def _pct(x: float) -> str:
+    return "  -  " if not math.isfinite(x) else f"{100 * x:5.2f}"
+
+
+def _metrics(cfg: TrainConfig, data, history, best, *, finished: bool, test: dict | None = None,
+             test_last: dict | None = None) -> dict:
+    out = {"name": cfg.name, "dataset": cfg.dataset, "model": cfg.model, "loss": cfg.loss, "sampler": cfg.sampler,
+           "seed": cfg.seed, "class_counts": data.class_counts, "class_names": data.class_names,
+           "epochs": cfg.epochs, "epochs_completed": len(history), "finished": finished,
+           "selected_epoch": best["epoch"], "select_on": cfg.select_on, "history": history,
+           "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if test is not None:
+        out["test"] = test
+        out["test_last"] = test_last
+    return out
+
+
+def check_resumable(run_dir: Path) -> None:
+    if not (run_dir / CHECKPOINT).exists():
+        raise CheckpointError(f"nothing to resume in {run_dir}: no {CHECKPOINT}")

@@ -1,0 +1,9 @@
+"""Plain training functions: ``train_one_epoch``, ``predict``, ``evaluate``, plus checkpoints,
+schedules and process-group helpers."""
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .loop import NonFiniteLossError, evaluate, predict, train_one_epoch
+from .schedule import WarmupCosine, warmup_cosine
+
+__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "NonFiniteLossError", "evaluate", "predict",
+           "train_one_epoch", "WarmupCosine", "warmup_cosine"]

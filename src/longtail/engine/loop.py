@@ -1,0 +1,118 @@
+"""The training engine: two plain functions, ``train_one_epoch`` and ``evaluate``.
+
+``train_one_epoch`` sums the loss dict, stops on a non-finite loss with a message naming the step
+(on every rank at once, so DDP does not hang), and reduces losses across ranks only for logging.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Iterable, Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from . import distributed as dist_utils
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the training loss becomes NaN or inf; the run stops, its last checkpoint stays."""
+
+
+LossFn = Callable[[Tensor, Tensor], Tensor | Mapping[str, Tensor]]
+
+
+def _as_loss_dict(out: Tensor | Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return dict(out) if isinstance(out, Mapping) else {"loss": out}
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *, device: torch.device,
+                    epoch: int, step_hook: Callable[[Tensor, Tensor, int], None] | None = None,
+                    progress: Callable[[int, dict], None] | None = None, max_grad_norm: float | None = None) -> dict:
+    """One pass over ``loader``. ``loss_fn(logits, target)`` returns a tensor or a dict of tensors.
+
+    ``step_hook(inputs, targets, global_step)``, if given, runs before each update (the Meta
+    Sampler's bilevel step uses it). ``progress(step, stats)`` is called after every step.
+    Returns the mean of each loss term over the epoch (averaged over ranks), the number of samples
+    seen on this rank, and the wall time.
+    """
+    model.train()
+    sums: dict[str, float] = {}
+    seen, start, steps = 0, time.perf_counter(), 0
+    num_batches = len(loader) if hasattr(loader, "__len__") else -1
+    for step, (inputs, targets) in enumerate(loader):
+        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        global_step = epoch * max(num_batches, 0) + step
+        if step_hook is not None:
+            step_hook(inputs, targets, global_step)
+        losses = _as_loss_dict(loss_fn(model(inputs), targets))
+        total = sum(losses.values())
+        if dist_utils.any_rank(not bool(torch.isfinite(total)), device):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({float(total):.4g} on this rank) at epoch {epoch}, step {step} "
+                f"(global step {global_step}); terms: { {k: float(v) for k, v in losses.items()} }. "
+                "The last checkpoint is intact. Lower the learning rate, check the inputs for NaN, or "
+                "check the class counts given to the loss.")
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        n = targets.shape[0]
+        seen += n
+        steps += 1
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
+        if progress is not None:
+            progress(step, {"loss": float(total.detach()), "lr": optimizer.param_groups[0]["lr"]})
+    stats = {k: v / max(seen, 1) for k, v in sums.items()}
+    reduced = {k: float(dist_utils.all_reduce_mean(torch.tensor(v, device=device))) for k, v in stats.items()}
+    return {**reduced, "samples": seen, "steps": steps, "seconds": time.perf_counter() - start}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Logits (N, C) and targets (N,) over the loader's dataset, in dataset order.
+
+    Under DDP the loader must use :class:`longtail.samplers.SequentialShardSampler` (rank r holds
+    indices r, r + W, ...); the shards are gathered and put back in order on every rank.
+    """
+    model.eval()
+    logits, targets = [], []
+    for inputs, y in loader:
+        logits.append(model(inputs.to(device, non_blocking=True)).float().cpu())
+        targets.append(y.cpu())
+    out = torch.cat(logits) if logits else torch.empty(0)
+    tgt = torch.cat(targets) if targets else torch.empty(0, dtype=torch.long)
+    if not dist_utils.is_distributed():
+        return out, tgt
+    shards = dist_utils.all_gather_objects((out, tgt))
+    world = len(shards)
+    total = sum(s[1].numel() for s in shards)
+    full_logits = torch.empty(total, shards[0][0].shape[1])
+    full_targets = torch.empty(total, dtype=torch.long)
+    for rank, (lg, tg) in enumerate(shards):
+        full_logits[rank::world] = lg
+        full_targets[rank::world] = tg
+    return full_logits, full_targets
+
+
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, train_counts, many: int = 100,
+             few: int = 20, logit_adjustment: Tensor | None = None) -> dict:
+    """Shot-group metrics (see :func:`longtail.evaluation.shot_accuracy`) of ``model`` on ``loader``.
+    ``logit_adjustment`` (C,), if given, is added to the logits before the argmax (post-hoc)."""
+    from ..evaluation import shot_accuracy
+
+    logits, targets = predict(model, loader, device)
+    if logit_adjustment is not None:
+        logits = logits + logit_adjustment.to(logits)
+    metrics = shot_accuracy(logits.argmax(1), targets, train_counts, many=many, few=few)
+    metrics["num_samples"] = int(targets.numel())
+    return metrics
+
+

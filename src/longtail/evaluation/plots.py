@@ -1,0 +1,53 @@
+"""Plots saved into run directories (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_per_class_accuracy(curves: Mapping[str, Sequence[float]], train_counts: Sequence[int], path: str | Path,
+                            title: str = "Per-class accuracy vs training count", many: int = 100, few: int = 20) -> Path:
+    """One line per method: test accuracy of each class against its training count (log x-axis),
+    classes ordered by count; the shot-group boundaries are drawn as vertical lines."""
+    order = sorted(range(len(train_counts)), key=lambda c: -train_counts[c])
+    xs = [train_counts[c] for c in order]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, acc in curves.items():
+        ax.plot(xs, [100 * acc[c] for c in order], marker="o", markersize=3, label=label)
+    for boundary in (many, few):
+        ax.axvline(boundary, color="grey", linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("training images of the class (log)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_class_histogram(train_counts: Sequence[int], path: str | Path, title: str = "Training images per class",
+                         many: int = 100, few: int = 20) -> Path:
+    """Bar chart of class counts sorted from head to tail, coloured by shot group."""
+    counts = sorted(train_counts, reverse=True)
+    colours = ["tab:blue" if n > many else "tab:orange" if n >= few else "tab:red" for n in counts]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(range(len(counts)), counts, color=colours, width=1.0)
+    ax.set_yscale("log")
+    ax.set_xlabel("class rank")
+    ax.set_ylabel("training images (log)")
+    ax.set_title(f"{title} (blue many > {many}, orange medium, red few < {few})")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

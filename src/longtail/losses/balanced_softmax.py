@@ -1,0 +1,65 @@
+"""Balanced Softmax (Ren et al., "Balanced Meta-Softmax for Long-Tailed Visual Recognition",
+NeurIPS 2020, Eq. 4): cross-entropy of the logits shifted by the log training prior,
+
+    L(z, y) = -log( n_y exp(z_y) / sum_j n_j exp(z_j) ) = CE(z + log n, y).
+
+Only ratios of counts matter: adding log(sum n) to every logit leaves the softmax unchanged, so we
+use the normalised prior log p. Test time uses the plain logits z.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import ClassCountLoss, Reduction, as_class_counts, check_logits_target, check_reduction, reduce_loss
+
+ZeroCounts = Literal["error", "absent"]
+
+
+def log_prior(class_counts: Tensor, zero_counts: ZeroCounts = "error") -> Tensor:
+    """log p_j = log(n_j / sum n), shape (C,), float64. Zero counts give -inf (only with 'absent')."""
+    counts = as_class_counts(class_counts, allow_zero=(zero_counts == "absent"))
+    return torch.log(counts / counts.sum())
+
+
+def balanced_softmax_loss(logits: Tensor, target: Tensor, class_counts: Sequence[float] | Tensor,
+                          reduction: Reduction = "mean", zero_counts: ZeroCounts = "error") -> Tensor:
+    """Functional Balanced Softmax. logits (B, C), target (B,) int64, class_counts (C,)."""
+    prior = log_prior(torch.as_tensor(class_counts), zero_counts)
+    check_logits_target(logits, target, prior.numel())
+    per_sample = _shifted_cross_entropy(logits, target, prior.to(logits.device, logits.dtype))
+    return reduce_loss(per_sample, check_reduction(reduction))
+
+
+def _shifted_cross_entropy(logits: Tensor, target: Tensor, shift: Tensor) -> Tensor:
+    if torch.isinf(shift).any() and torch.isinf(shift[target]).any():
+        absent = sorted(set(target[torch.isinf(shift[target])].tolist()))
+        raise ValueError(f"targets name classes {absent} whose training count is 0 (treated as absent)")
+    return F.cross_entropy(logits + shift, target, reduction="none")
+
+
+class BalancedSoftmaxLoss(ClassCountLoss):
+    """Balanced Softmax as an ``nn.Module``.
+
+    Args:
+        class_counts: (C,) training samples per class.
+        reduction: 'mean' | 'sum' | 'none'.
+        zero_counts: 'error' (default) rejects classes without training samples; 'absent' gives them
+            log prior -inf, so they take no probability mass in training and a target naming one is
+            an error. Their logits receive zero gradient.
+    """
+
+    def __init__(self, class_counts: Sequence[float] | Tensor, *, reduction: Reduction = "mean",
+                 zero_counts: ZeroCounts = "error") -> None:
+        if zero_counts not in ("error", "absent"):
+            raise ValueError(f"zero_counts must be 'error' or 'absent', got {zero_counts!r}")
+        super().__init__(class_counts, reduction=reduction, allow_zero=(zero_counts == "absent"))
+        self.zero_counts = zero_counts
+        self.register_buffer("log_prior", log_prior(self.class_counts, zero_counts))  # float64; cast per call
+
+    def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
+        return _shifted_cross_entropy(logits, target, self.log_prior.to(logits.dtype))

@@ -1,0 +1,22 @@
+"""Losses by name, for the CLI. Library users construct the classes directly."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from torch import nn
+
+from ..registry import Registry
+from .balanced_softmax import BalancedSoftmaxLoss
+from .cross_entropy import CrossEntropyLoss
+
+LOSSES: Registry[nn.Module] = Registry("loss")
+register_loss = LOSSES.register
+
+LOSSES.register("ce")(CrossEntropyLoss)
+LOSSES.register("balanced_softmax")(BalancedSoftmaxLoss)
+
+
+def create_loss(name: str, class_counts: Sequence[float], **kwargs: Any) -> nn.Module:
+    """``create_loss('balanced_softmax', counts)``; ``kwargs`` go to the loss class."""
+    return LOSSES.create(name, class_counts, **kwargs)

@@ -1,0 +1,7 @@
+"""Backbones + linear heads. ``create_model(name, num_classes, in_channels)`` builds one by name."""
+
+from .classifier import Classifier
+from .registry import MODELS, create_model, register_model
+from .resnet_cifar import CifarResNet
+
+__all__ = ["Classifier", "MODELS", "create_model", "register_model", "CifarResNet"]

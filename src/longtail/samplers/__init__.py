@@ -1,0 +1,8 @@
+"""Samplers built from labels (or weights). Each owns a seeded generator and supports
+``set_epoch``, ``num_replicas`` and ``rank``, so the same sampler works under DDP."""
+
+from .base import RandomSampler, SequentialShardSampler, ShardedSampler, as_labels
+from .registry import SAMPLERS, create_sampler, register_sampler
+
+__all__ = ["RandomSampler", "SequentialShardSampler", "ShardedSampler", "as_labels", "SAMPLERS",
+           "create_sampler", "register_sampler"]
