@@ -3,17 +3,24 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-fast clean
+.PHONY: install fashion-mnist demo test test-fast clean
 
 $(BIN)/longtail: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[detection,test]"
 	touch $@
 
 install: $(BIN)/longtail
 
-demo: install
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist when we can install it; otherwise the demo
+# lets torchvision download it (needs internet).
+fashion-mnist:
+	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -q >/dev/null && \
+	    apt-get install -y -q dataset-fashion-mnist >/dev/null; } || \
+	  echo "note: dataset-fashion-mnist is not installed; torchvision will try to download Fashion-MNIST"
+
+demo: install fashion-mnist
 	$(BIN)/longtail demo
 
 test: install
