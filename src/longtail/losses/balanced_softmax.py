@@ -20,8 +20,10 @@ from .base import ClassCountLoss, Reduction, as_class_counts, check_logits_targe
 ZeroCounts = Literal["error", "absent"]
 
 
-def log_prior(class_counts: Tensor, zero_counts: ZeroCounts = "error") -> Tensor:
+def log_prior(class_counts: Sequence[float] | Tensor, zero_counts: ZeroCounts = "error") -> Tensor:
     """log p_j = log(n_j / sum n), shape (C,), float64. Zero counts give -inf (only with 'absent')."""
+    if zero_counts not in ("error", "absent"):
+        raise ValueError(f"zero_counts must be 'error' or 'absent', got {zero_counts!r}")
     counts = as_class_counts(class_counts, allow_zero=(zero_counts == "absent"))
     return torch.log(counts / counts.sum())
 
@@ -29,7 +31,8 @@ def log_prior(class_counts: Tensor, zero_counts: ZeroCounts = "error") -> Tensor
 def balanced_softmax_loss(logits: Tensor, target: Tensor, class_counts: Sequence[float] | Tensor,
                           reduction: Reduction = "mean", zero_counts: ZeroCounts = "error") -> Tensor:
     """Functional Balanced Softmax. logits (B, C), target (B,) int64, class_counts (C,)."""
-    prior = log_prior(torch.as_tensor(class_counts), zero_counts)
+    # counts go straight to float64: torch.as_tensor(list of floats) would round them to float32 first
+    prior = log_prior(class_counts, zero_counts)
     check_logits_target(logits, target, prior.numel())
     per_sample = _shifted_cross_entropy(logits, target, prior.to(logits.device, logits.dtype))
     return reduce_loss(per_sample, check_reduction(reduction))
