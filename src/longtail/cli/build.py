@@ -66,9 +66,11 @@ def build_sampler(cfg: TrainConfig, data: LongTailedData, dist: DistInfo):
     except KeyError as err:
         raise ConfigError(str(err.args[0])) from None
     check_options("sampler", cfg.sampler, factory, cfg.sampler_options,
-                  reserved=("labels", "num_replicas", "rank", "seed"))
+                  reserved=("labels", "num_replicas", "rank", "seed", "total_epochs"))
+    # a sampler scheduled over the run (progressively-balanced) gets the run's length from `epochs`
+    schedule = {"total_epochs": cfg.epochs} if "total_epochs" in inspect.signature(factory).parameters else {}
     return create_sampler(cfg.sampler, data.train_labels, num_replicas=dist.world_size, rank=dist.rank,
-                          seed=cfg.seed, **cfg.sampler_options)
+                          seed=cfg.seed, **schedule, **cfg.sampler_options)
 
 
 def eval_loader(dataset, cfg: TrainConfig, dist: DistInfo) -> DataLoader:
