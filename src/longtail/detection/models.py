@@ -1,0 +1,166 @@
+"""torchvision Faster / Mask R-CNN with a long-tail classification head.
+
+``create_detector(arch, head=..., num_classes=..., backbone=...)`` builds torchvision's
+``FasterRCNN`` or ``MaskRCNN`` and replaces its ``RoIHeads`` by :class:`LongTailRoIHeads` with the
+named head; the class-logit layer gets ``head.num_logits`` outputs (C + 1 + groups for BAGS, C
+for the sigmoid heads), the box regression stays class-specific with (C + 1) * 4 outputs.
+
+Backbones: ``small``, a 4-stage GroupNorm CNN with one stride-8 feature map that trains the
+embedded benchmark on a CPU; ``resnet50_fpn``, torchvision's R50-FPN (weights only from local
+files: ``weights_path`` a torchvision detection checkpoint whose class layers are skipped, or
+``backbone_weights_path`` ImageNet ResNet-50 weights).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
+
+from .heads import DetectionClassification, create_head
+from .roi_heads import LongTailRoIHeads
+
+ARCHS = ("fasterrcnn", "maskrcnn")
+BACKBONES = ("small", "resnet50_fpn")
+
+
+class SmallBackbone(nn.Module):
+    """(B, 3, H, W) -> {"0": (B, out_channels, H/8, W/8)}. GroupNorm, so that a frozen backbone
+    has no running statistics to drift in decoupled training and batch size 2 trains fine."""
+
+    def __init__(self, out_channels: int = 128, width: int = 32) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(8, cout), nn.ReLU(inplace=True)]
+
+        w = width
+        self.body = nn.Sequential(*block(3, w, 2), *block(w, w, 1), *block(w, 2 * w, 2), *block(2 * w, 2 * w, 1),
+                                  *block(2 * w, out_channels, 2), *block(out_channels, out_channels, 1))
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"0": self.body(x)}
+
+
+def _small_parts(arch: str, num_classes: int, anchor_sizes: Sequence[int], representation: int) -> dict[str, Any]:
+    backbone = SmallBackbone()
+    c = backbone.out_channels
+    parts: dict[str, Any] = dict(
+        backbone=backbone,
+        rpn_anchor_generator=AnchorGenerator((tuple(anchor_sizes),), ((0.5, 1.0, 2.0),)),
+        box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
+        box_head=TwoMLPHead(c * 7 * 7, representation),
+        box_predictor=FastRCNNPredictor(representation, num_classes + 1),
+        # Few objects per canvas: fewer proposals and RoIs than the COCO defaults keep CPU steps short.
+        rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=300,
+        rpn_post_nms_top_n_test=150, box_batch_size_per_image=128, image_mean=[0.0] * 3, image_std=[1.0] * 3)
+    if arch == "maskrcnn":
+        parts.update(mask_roi_pool=MultiScaleRoIAlign(["0"], 14, 2), mask_head=MaskRCNNHeads(c, [64, 64], 1),
+                     mask_predictor=MaskRCNNPredictor(64, 64, num_classes + 1))
+    return parts
+
+
+def _resnet50_fpn(arch: str, num_classes: int, backbone_weights_path: str | None, **kwargs: Any) -> nn.Module:
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
+
+    build = maskrcnn_resnet50_fpn if arch == "maskrcnn" else fasterrcnn_resnet50_fpn
+    model = build(weights=None, weights_backbone=None, num_classes=num_classes + 1, **kwargs)
+    if backbone_weights_path is not None:  # ImageNet ResNet-50 from a local file, no hub download
+        state = _read_state(backbone_weights_path)
+        missing, unexpected = model.backbone.body.load_state_dict(state, strict=False)
+        unexpected = [k for k in unexpected if not k.startswith("fc.")]
+        if missing or unexpected:
+            raise ValueError(f"{backbone_weights_path} is not a ResNet-50 state dict: missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]}")
+    return model
+
+
+def _read_state(path: str) -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("model", state) if isinstance(state, dict) else state
+
+
+def create_detector(arch: str = "fasterrcnn", *, num_classes: int, head: str | DetectionClassification = "softmax",
+                    instance_counts: Sequence[float] | None = None, image_counts: Sequence[float] | None = None,
+                    num_images: int | None = None, head_options: dict[str, Any] | None = None,
+                    backbone: str = "small", weights_path: str | None = None,
+                    backbone_weights_path: str | None = None, anchor_sizes: Sequence[int] = (16, 32, 64),
+                    representation_size: int = 256, **detector_kwargs: Any) -> nn.Module:
+    """A torchvision ``FasterRCNN`` / ``MaskRCNN`` whose RoI heads classify with ``head``.
+
+    Args:
+        arch: 'fasterrcnn' or 'maskrcnn'.
+        num_classes: foreground classes C (labels 1..C, 0 = background).
+        head: a head name ('softmax', 'bags', 'balanced_softmax', 'balms', 'sigmoid') built from
+            the training statistics below and ``head_options``, or a ready head object.
+        instance_counts, image_counts: (C,) training boxes / images per class; num_images: training images.
+        backbone: 'small' (CPU-friendly, embedded benchmark) or 'resnet50_fpn'.
+        weights_path: local detector checkpoint to start from (its class-specific layers are skipped
+            when their shapes differ, e.g. COCO weights for LVIS).
+        backbone_weights_path: local ImageNet ResNet-50 weights (resnet50_fpn only).
+        anchor_sizes, representation_size: the small backbone's anchor sizes and box-head width.
+        detector_kwargs: further keyword arguments of torchvision's FasterRCNN / MaskRCNN
+            (``min_size``, ``max_size``, ``box_detections_per_img``, ``box_score_thresh`` ...).
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+    if isinstance(head, str):
+        head = create_head(head, num_classes, instance_counts=instance_counts, image_counts=image_counts,
+                           num_images=num_images, **(head_options or {}))
+    elif head_options:
+        raise ValueError("head_options are only used when head is given by name")
+    if head.num_classes != num_classes:
+        raise ValueError(f"the head has {head.num_classes} classes, the detector {num_classes}")
+    if backbone == "small":
+        if backbone_weights_path is not None:
+            raise ValueError("backbone_weights_path is for backbone='resnet50_fpn'")
+        parts = _small_parts(arch, num_classes, anchor_sizes, representation_size)
+        parts.update(detector_kwargs)
+        model = (MaskRCNN if arch == "maskrcnn" else FasterRCNN)(**parts)
+    else:
+        model = _resnet50_fpn(arch, num_classes, backbone_weights_path, **detector_kwargs)
+    model.roi_heads = LongTailRoIHeads.replacing(model.roi_heads, head)
+    reset_class_logits(model)
+    if weights_path is not None:
+        load_detector_weights(model, weights_path)
+    return model
+
+
+def reset_class_logits(model: nn.Module, head: DetectionClassification | None = None) -> nn.Linear:
+    """Re-create the class-logit layer with ``head.num_logits`` outputs (decoupled stage 2); ``head``
+    replaces the model's classification part when given. Returns the new layer."""
+    roi_heads = model.roi_heads
+    if not isinstance(roi_heads, LongTailRoIHeads):
+        raise TypeError("the model's roi_heads is not a LongTailRoIHeads: build it with create_detector")
+    if head is not None:
+        if head.num_classes != roi_heads.classification.num_classes:
+            raise ValueError(f"the new head has {head.num_classes} classes, the detector "
+                             f"{roi_heads.classification.num_classes}")
+        roi_heads.classification = head.to(next(model.parameters()).device)
+    old = roi_heads.box_predictor.cls_score
+    layer = nn.Linear(old.in_features, roi_heads.classification.num_logits).to(old.weight.device)
+    roi_heads.classification.init_class_logits(layer)
+    roi_heads.box_predictor.cls_score = layer
+    return layer
+
+
+def load_detector_weights(model: nn.Module, path: str) -> None:
+    """Load a local checkpoint, skipping tensors whose shapes differ (the class layers of another
+    dataset); anything else missing or unexpected is an error."""
+    state = _read_state(path)
+    own = model.state_dict()
+    skipped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    state = {k: v for k, v in state.items() if k not in skipped}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in skipped]
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit this detector: missing {missing[:5]}, unexpected {unexpected[:5]}")

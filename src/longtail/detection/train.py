@@ -1,0 +1,217 @@
+"""Detection training as plain functions: end-to-end epochs, decoupled (classifier-only) epochs with
+an optional Meta Reweighter step, and prediction.
+
+Decoupled training (BAGS Sec. 4.1, BALMS LVIS recipe): start from a trained detector, re-create
+the class-logit layer with the head's number of outputs, freeze everything else. Since nothing
+before the class-logit layer learns, a step computes the RoI features of the batch once, without
+gradient, and trains only ``cls_score`` on them; the box and mask layers are frozen and their
+losses would carry no gradient, so they are not computed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..engine.loop import NonFiniteLossError
+from .roi_heads import LongTailRoIHeads
+from .sigmoid_balanced import MetaReweighter, sigmoid_class_loss
+
+Batch = tuple[Sequence[Tensor], Sequence[dict[str, Tensor]]]
+
+
+def collate(batch: list) -> tuple[tuple, tuple]:
+    """Detection batches are lists: images differ in size and targets are dicts."""
+    return tuple(zip(*batch))  # type: ignore[return-value]
+
+
+def _to(images, targets, device: torch.device):
+    images = [im.to(device, non_blocking=True) for im in images]
+    targets = [{k: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v) for k, v in t.items()}
+               for t in targets]
+    return images, targets
+
+
+def _check_finite(total: Tensor, losses: dict[str, Tensor], epoch: int, step: int) -> None:
+    if not torch.isfinite(total):
+        raise NonFiniteLossError(f"non-finite detection loss at epoch {epoch}, step {step}; terms: "
+                                 f"{ {k: float(v) for k, v in losses.items()} }. Lower the learning rate or check "
+                                 "the boxes (degenerate boxes give NaN regression targets).")
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *, device: torch.device,
+                    epoch: int = 0, max_grad_norm: float | None = None,
+                    progress: Callable[[int, dict], None] | None = None) -> dict:
+    """End-to-end: one pass of ``model(images, targets)`` (a torchvision detector) summing its loss dict.
+    Returns the mean of every loss term, the number of steps and the wall time."""
+    model.train()
+    sums: dict[str, float] = {}
+    steps, start = 0, time.perf_counter()
+    for step, (images, targets) in enumerate(loader):
+        images, targets = _to(images, targets, device)
+        losses = model(images, targets)
+        total = sum(losses.values())
+        _check_finite(total, losses, epoch, step)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if max_grad_norm is not None:
+            nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        steps += 1
+        losses["loss"] = total
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        if progress is not None:
+            progress(step, {"loss": float(total.detach()), "lr": optimizer.param_groups[0]["lr"]})
+    return {**{k: v / max(steps, 1) for k, v in sums.items()}, "steps": steps, "seconds": time.perf_counter() - start}
+
+
+def freeze_all_but_class_logits(model: nn.Module) -> nn.Linear:
+    """requires_grad = False everywhere except ``roi_heads.box_predictor.cls_score``; returns that layer."""
+    if not isinstance(model.roi_heads, LongTailRoIHeads):
+        raise TypeError("decoupled training needs a detector built by create_detector")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    layer = model.roi_heads.box_predictor.cls_score
+    for p in layer.parameters():
+        p.requires_grad_(True)
+    return layer
+
+
+@torch.no_grad()
+def roi_training_features(model: nn.Module, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]]
+                          ) -> tuple[Tensor, Tensor]:
+    """The sampled training RoIs of a batch: features (R, D) at the class-logit layer's input and labels
+    (R,) in 0..C, exactly as ``model.train()(images, targets)`` samples them (training-mode resizing,
+    RPN proposal counts and fg/bg sampling)."""
+    was_training = model.training
+    model.train()
+    try:
+        image_list, targets = model.transform(list(images), [dict(t) for t in targets])
+        features = model.backbone(image_list.tensors)
+        if isinstance(features, Tensor):
+            features = {"0": features}
+        proposals, _ = model.rpn(image_list, features, targets)
+        heads: LongTailRoIHeads = model.roi_heads
+        proposals, _, labels, _ = heads.select_training_samples(proposals, targets)
+        feats = heads.box_features(features, proposals, image_list.image_sizes)
+    finally:
+        model.train(was_training)
+    return feats, torch.cat(labels)
+
+
+def _sgd_direction(optimizer: torch.optim.Optimizer, param: Tensor, grad: Tensor) -> tuple[Tensor, float]:
+    """The update direction and lr the real SGD optimiser would apply to ``param`` (weight decay and
+    momentum included, dampening 0), as a differentiable function of ``grad``."""
+    for group in optimizer.param_groups:
+        if any(p is param for p in group["params"]):
+            d = grad + group.get("weight_decay", 0.0) * param.detach()
+            momentum = group.get("momentum", 0.0)
+            if momentum:
+                buf = optimizer.state.get(param, {}).get("momentum_buffer")
+                buf = d if buf is None else momentum * buf + d  # torch's SGD: first step buf = d
+                d = d + momentum * buf if group.get("nesterov", False) else buf
+            return d, group["lr"]
+    raise ValueError("the class-logit layer's parameters are not in the optimiser")
+
+
+def meta_reweight_step(layer: nn.Linear, head, feats: Tensor, labels: Tensor, meta_feats: Tensor, meta_labels: Tensor,
+                       reweighter: MetaReweighter, meta_optimizer: torch.optim.Optimizer,
+                       optimizer: torch.optim.Optimizer) -> float:
+    """One bilevel update of the Meta Reweighter (BALMS Sec. 3.2, LVIS variant).
+
+    (1) a differentiable SGD look-ahead of the class-logit layer on the training RoIs with the
+    reweighted head loss; (2) plain sigmoid BCE of the stepped layer on the class-balanced meta
+    RoIs, backpropagated to the reweighter; (3) a step of ``meta_optimizer`` (Adam, lr 0.01 in the
+    official code). The layer itself is not changed. Returns the meta loss."""
+    params = [layer.weight, layer.bias]
+    inner = head.loss(F.linear(feats, *params), labels, class_weights=reweighter())
+    grads = torch.autograd.grad(inner, params, create_graph=True)
+    stepped = []
+    for p, g in zip(params, grads):
+        direction, lr = _sgd_direction(optimizer, p, g)
+        stepped.append(p.detach() - lr * direction)
+    meta_loss = sigmoid_class_loss(F.linear(meta_feats, *stepped), meta_labels)
+    meta_optimizer.zero_grad(set_to_none=True)
+    meta_loss.backward(inputs=list(reweighter.parameters()))
+    meta_optimizer.step()
+    return float(meta_loss.detach())
+
+
+def decoupled_train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.optim.Optimizer,
+                              scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *, device: torch.device,
+                              epoch: int = 0, reweighter: MetaReweighter | None = None,
+                              meta_optimizer: torch.optim.Optimizer | None = None,
+                              meta_batches: Iterator[Batch] | None = None,
+                              progress: Callable[[int, dict], None] | None = None) -> dict:
+    """One epoch of classifier-only training (call :func:`freeze_all_but_class_logits` first).
+
+    With ``reweighter`` (BALMS) every step first runs :func:`meta_reweight_step` on the next batch
+    of ``meta_batches`` (an endless class-balanced stream), then trains the layer with the head
+    loss weighted by the updated class weights."""
+    if reweighter is not None and (meta_optimizer is None or meta_batches is None):
+        raise ValueError("the Meta Reweighter needs meta_optimizer and meta_batches")
+    heads: LongTailRoIHeads = model.roi_heads
+    layer, head = heads.box_predictor.cls_score, heads.classification
+    sums = {"loss": 0.0, "meta_loss": 0.0}
+    steps, start = 0, time.perf_counter()
+    for step, (images, targets) in enumerate(loader):
+        feats, labels = roi_training_features(model, *_to(images, targets, device))
+        kwargs = {}
+        if reweighter is not None:
+            meta_feats, meta_labels = roi_training_features(model, *_to(*next(meta_batches), device))
+            sums["meta_loss"] += meta_reweight_step(layer, head, feats, labels, meta_feats, meta_labels, reweighter,
+                                                    meta_optimizer, optimizer)
+            kwargs["class_weights"] = reweighter().detach()
+        loss = head.loss(layer(feats), labels, **kwargs)
+        _check_finite(loss, {"loss_classifier": loss}, epoch, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        steps += 1
+        sums["loss"] += float(loss.detach())
+        if progress is not None:
+            progress(step, {"loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"]})
+    out = {k: v / max(steps, 1) for k, v in sums.items()}
+    if reweighter is None:
+        out.pop("meta_loss")
+    return {**out, "steps": steps, "seconds": time.perf_counter() - start}
+
+
+def class_balanced_image_weights(image_labels: Sequence[Sequence[int]], num_classes: int) -> Tensor:
+    """Per-image sampling weight of the BALMS meta loader: r(I) = max over classes c in I of 1 / f(c),
+    f(c) = fraction of training images containing c (images without boxes get the smallest weight)."""
+    image_counts = torch.zeros(num_classes + 1, dtype=torch.float64)
+    for labels in image_labels:
+        for c in set(int(x) for x in labels):
+            image_counts[c] += 1
+    inv_freq = len(image_labels) / image_counts.clamp_min(1)
+    weights = torch.tensor([max((float(inv_freq[int(c)]) for c in labels), default=0.0) for labels in image_labels])
+    return torch.where(weights > 0, weights, weights[weights > 0].min() if (weights > 0).any() else 1.0)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: Iterable[Batch], device: torch.device, mask_threshold: float | None = 0.5
+            ) -> list[dict[str, Tensor]]:
+    """Detections of every image, in loader order: boxes (N, 4) xyxy, scores (N,), labels (N,) in 1..C,
+    image_id, and masks (N, H, W) bool (probability > mask_threshold) for Mask R-CNN; CPU tensors."""
+    model.eval()
+    out = []
+    for images, targets in loader:
+        images = [im.to(device) for im in images]
+        for det, t in zip(model(images), targets):
+            det = {k: v.cpu() for k, v in det.items()}
+            if "masks" in det and mask_threshold is not None:
+                det["masks"] = det["masks"][:, 0] > mask_threshold
+            det["image_id"] = int(t["image_id"])
+            out.append(det)
+    return out
