@@ -2,7 +2,11 @@
 ``set_epoch``, ``num_replicas`` and ``rank``, so the same sampler works under DDP."""
 
 from .base import RandomSampler, SequentialShardSampler, ShardedSampler, as_labels
+from .class_balanced import ClassBalancedSampler, ClassIndex
+from .meta import MetaDraw, MetaSampler, MetaSamplerLogits
+from .weighted import WeightedSampler, class_power_weights
 from .registry import SAMPLERS, create_sampler, register_sampler
 
 __all__ = ["RandomSampler", "SequentialShardSampler", "ShardedSampler", "as_labels", "SAMPLERS",
-           "create_sampler", "register_sampler"]
+           "create_sampler", "register_sampler", "ClassBalancedSampler", "ClassIndex", "MetaDraw", "MetaSampler",
+           "MetaSamplerLogits", "WeightedSampler", "class_power_weights"]
