@@ -5,8 +5,11 @@ from .base import RandomSampler, SequentialShardSampler, ShardedSampler, as_labe
 from .class_balanced import ClassBalancedSampler, ClassIndex
 from .meta import MetaDraw, MetaSampler, MetaSamplerLogits
 from .weighted import WeightedSampler, class_power_weights
+from .progressive import ProgressivelyBalancedSampler
 from .registry import SAMPLERS, create_sampler, register_sampler
+from .square_root import ClassProbabilitySampler, SquareRootSampler, class_probabilities
 
 __all__ = ["RandomSampler", "SequentialShardSampler", "ShardedSampler", "as_labels", "SAMPLERS",
            "create_sampler", "register_sampler", "ClassBalancedSampler", "ClassIndex", "MetaDraw", "MetaSampler",
-           "MetaSamplerLogits", "WeightedSampler", "class_power_weights"]
+           "MetaSamplerLogits", "WeightedSampler", "class_power_weights",
+           "ProgressivelyBalancedSampler", "ClassProbabilitySampler", "SquareRootSampler", "class_probabilities"]

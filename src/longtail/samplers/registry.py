@@ -61,5 +61,25 @@ def _meta(labels: Sequence[int] | Tensor, *, batch_size: int, init_pow: float = 
                        num_batches=num_batches, num_replicas=num_replicas, rank=rank, seed=seed)
 
 
+@register_sampler("square_root")
+def _square_root(labels: Sequence[int] | Tensor, *, q: float = 0.5, num_samples: int | None = None,
+                 num_replicas: int = 1, rank: int = 0, seed: int = 0, drop_last: bool = False) -> ShardedSampler:
+    """Class j drawn with probability n_j^q / sum n^q (Kang et al. 2020, Eq. 1; q = 1/2 square-root)."""
+    from .square_root import SquareRootSampler
+
+    return SquareRootSampler(labels, q=q, num_samples=num_samples, num_replicas=num_replicas, rank=rank, seed=seed,
+                             drop_last=drop_last)
+
+
+@register_sampler("progressive")
+def _progressive(labels: Sequence[int] | Tensor, *, total_epochs: int, num_samples: int | None = None,
+                 num_replicas: int = 1, rank: int = 0, seed: int = 0, drop_last: bool = False) -> ShardedSampler:
+    """Instance- to class-balanced over ``total_epochs`` (Kang et al. 2020, Eq. 2); the CLI passes its epochs."""
+    from .progressive import ProgressivelyBalancedSampler
+
+    return ProgressivelyBalancedSampler(labels, total_epochs=total_epochs, num_samples=num_samples,
+                                        num_replicas=num_replicas, rank=rank, seed=seed, drop_last=drop_last)
+
+
 def create_sampler(name: str, labels: Sequence[int] | Tensor, **kwargs: Any) -> ShardedSampler:
     return SAMPLERS.create(name, labels, **kwargs)
