@@ -12,6 +12,7 @@ from ..data import LongTailedData, build_dataset
 from ..engine.distributed import DistInfo
 from ..losses import create_loss, LOSSES
 from ..models import create_model, MODELS
+from ..models.heads import create_head
 from ..samplers import SAMPLERS, SequentialShardSampler, create_sampler
 from .config import ConfigError, TrainConfig
 
@@ -48,7 +49,13 @@ def build_model(cfg: TrainConfig, data: LongTailedData) -> torch.nn.Module:
     except KeyError as err:
         raise ConfigError(str(err.args[0])) from None
     check_options("model", cfg.model, factory, cfg.model_options, reserved=("num_classes", "in_channels"))
-    return create_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_options)
+    model = create_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_options)
+    if cfg.head != "linear":
+        try:
+            model.reset_head(create_head(cfg.head, model.feature_dim, model.num_classes))
+        except KeyError as err:
+            raise ConfigError(str(err.args[0])) from None
+    return model
 
 
 def build_loss(cfg: TrainConfig, data: LongTailedData) -> torch.nn.Module:

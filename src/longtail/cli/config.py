@@ -60,6 +60,19 @@ class TrainConfig:
     many_threshold: int = 100
     few_threshold: int = 20
     eval_batch_size: int = 512
+    # --- classifier head (baselines, issue 5) ---
+    head: str = "linear"  # linear | cosine (the normalised head LDAM's margins assume)
+    # --- decoupled stage 2 (BALMS, cRT; issue 3) ---
+    init_from: Optional[str] = None  # stage-1 run directory (its best.pt) or checkpoint file; set = stage 2
+    freeze_bn: bool = True  # frozen backbone in eval mode, BatchNorm statistics fixed (false: the official code)
+    reinit_head: bool = True  # fresh classifier (false: keep the stage-1 head, e.g. for tau-norm / LWS)
+    cache_features: bool = False  # train the head on features computed once per augmented view
+    cache_views: Optional[int] = None  # augmented views to cache (default: one per epoch; 1: a single view)
+    # --- meta sampler (sampler: meta; BALMS) ---
+    meta_set: str = "val"  # val: the balanced held-out split | train: class-balanced stream from train (paper CIFAR)
+    meta_lr: float = 0.01  # Adam on the per-class sampling logits (paper: 0.01 CIFAR, 0.001 ImageNet/Places-LT)
+    meta_init_pow: float = 0.0  # 0 instance-balanced ... 1 class-balanced start (paper: 0 / 0.1 / 0.3)
+    meta_batch_size: Optional[int] = None  # meta batch per process (default: batch_size)
 
 
 def _field_types(cls) -> dict[str, Any]:

@@ -1,0 +1,62 @@
+"""Post-hoc corrections of a trained classifier, as pure functions, with tau chosen on validation.
+
+- Post-hoc logit adjustment (Menon et al., "Long-Tail Learning via Logit Adjustment", ICLR 2021,
+  Eq. 9): predict argmax_j z_j - tau log p_j, p the training class prior.
+- tau-normalisation (Kang et al., ICLR 2020, Sec. 4.2): logits x @ (w_j / ||w_j||^tau)^T.
+
+Both have one hyper-parameter tau. :func:`select_tau` scores a grid on the *validation* split
+(mean per-class accuracy) and returns the best; the test split is never looked at.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ..losses.balanced_softmax import log_prior
+from ..models.heads import tau_normalise
+from .shot_accuracy import shot_accuracy
+
+
+def posthoc_adjusted_logits(logits: Tensor, class_counts: Sequence[float] | Tensor, tau: float = 1.0) -> Tensor:
+    """(N, C) logits minus tau log p (Menon et al. 2021, Eq. 9). Counts must all be > 0."""
+    if not tau >= 0:
+        raise ValueError(f"tau must be >= 0 (1 in Menon et al.), got {tau}")
+    prior = log_prior(torch.as_tensor(class_counts))
+    if logits.ndim != 2 or logits.shape[1] != prior.numel():
+        raise ValueError(f"logits must have shape (N, {prior.numel()}), got {tuple(logits.shape)}")
+    return logits - tau * prior.to(logits.device, logits.dtype)
+
+
+def tau_norm_logits(features: Tensor, weight: Tensor, tau: float) -> Tensor:
+    """(N, D) features and a (C, D) linear weight -> (N, C) logits of the tau-normalised classifier
+    (no bias, as in Kang et al.'s code)."""
+    if features.ndim != 2 or features.shape[1] != weight.shape[1]:
+        raise ValueError(f"features must have shape (N, {weight.shape[1]}), got {tuple(features.shape)}")
+    return features @ tau_normalise(weight.to(features.dtype), tau).t()
+
+
+def tau_grid(start: float = 0.0, stop: float = 2.0, step: float = 0.1) -> list[float]:
+    """[start, start + step, ..., stop] (inclusive), rounded to avoid 0.30000000000000004."""
+    if not step > 0 or stop < start:
+        raise ValueError(f"need step > 0 and stop >= start, got {start=}, {stop=}, {step=}")
+    n = int(math.floor((stop - start) / step + 1e-9))
+    return [round(start + i * step, 10) for i in range(n + 1)]
+
+
+def select_tau(logits_for: Callable[[float], Tensor], val_targets: Tensor, class_counts: Sequence[int],
+               grid: Sequence[float]) -> tuple[float, dict[float, float]]:
+    """Return (best tau, {tau: val mean per-class accuracy}) over ``grid``.
+
+    ``logits_for(tau)`` gives the (N_val, C) validation logits at tau. Ties go to the first (smallest)
+    tau of the grid, i.e. to the least correction.
+    """
+    if len(grid) == 0:
+        raise ValueError("the tau grid is empty")
+    scores = {float(t): shot_accuracy(logits_for(float(t)).argmax(1), val_targets, class_counts)["mean_class"]
+              for t in grid}
+    best = max(scores, key=lambda t: (scores[t], -t))
+    return best, scores
