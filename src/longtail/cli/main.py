@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                      overrides=args.overrides)
         return 0
     except (ConfigError, DatasetNotFoundError, CheckpointError, NonFiniteLossError, FileNotFoundError) as err:
-        err_console.print(f"[bold red]error:[/] {err}")
+        err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)  # no hard wraps inside paths
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted; the last complete checkpoint is kept (continue with --resume)")

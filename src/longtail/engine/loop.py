@@ -52,8 +52,9 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimiz
         total = sum(losses.values())
         if dist_utils.any_rank(not bool(torch.isfinite(total)), device):
             raise NonFiniteLossError(
-                f"non-finite training loss ({float(total):.4g} on this rank) at epoch {epoch}, step {step} "
-                f"(global step {global_step}); terms: { {k: float(v) for k, v in losses.items()} }. "
+                f"non-finite training loss ({float(total.detach()):.4g} on this rank) at epoch {epoch + 1}, "
+                f"step {step + 1}/{num_batches} (counting from 1, as the progress log does; global step "
+                f"{global_step}); terms: { {k: float(v.detach()) for k, v in losses.items()} }. "
                 "The last checkpoint is intact. Lower the learning rate, check the inputs for NaN, or "
                 "check the class counts given to the loss.")
         optimizer.zero_grad(set_to_none=True)

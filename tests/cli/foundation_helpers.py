@@ -1,0 +1,52 @@
+"""Shared by the foundation CLI tests: a tiny synthetic run and helpers to compare run outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+# 6 classes, counts 40 21 12 6 3 2 (84 images) of 8x8 pixels; thresholds chosen so that each shot
+# group has classes: many (> 20) 2, medium (5..20) 2, few (< 5) 2.
+TINY = ["dataset=synthetic_lt", "n_max=40", "dataset_options={image_size: 8}", "model=resnet8_small",
+        "epochs=2", "batch_size=16", "device=cpu", "many_threshold=20", "few_threshold=5", "lr=0.05"]
+LONGTAIL = str(Path(sys.executable).parent / "longtail")
+
+
+def tiny_args(output_dir: Path, name: str, *extra: str) -> list[str]:
+    return [*TINY, f"name={name}", f"output_dir={output_dir}", *extra]
+
+
+def subprocess_env() -> dict[str, str]:
+    # one thread per process: results do not depend on the machine's load, and parallel tests share 2 cores
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+
+
+def run_longtail(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([LONGTAIL, *args], capture_output=True, text=True, timeout=timeout, env=subprocess_env())
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def without_timing(metrics: dict) -> str:
+    """metrics.json minus what legitimately differs between two runs of the same config (wall times,
+    the run name), as canonical JSON text so that NaN compares equal to NaN."""
+    out = {k: v for k, v in metrics.items() if k not in ("written_at", "name")}
+    out["history"] = [{k: v for k, v in rec.items() if k != "seconds"} for rec in metrics["history"]]
+    return json.dumps(out, sort_keys=True)
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
