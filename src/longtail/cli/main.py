@@ -8,6 +8,7 @@ import sys
 from rich.console import Console
 
 from ..data.sources import DatasetNotFoundError
+from ..data.split_file import ImageLoadError
 from ..engine import CheckpointError, NonFiniteLossError
 from .config import ConfigError, TrainConfig, describe_keys
 
@@ -41,6 +42,13 @@ def _add_data(sub) -> None:
     s.add_argument("dataset", help="dataset name (e.g. fashion_mnist_lt) or a YAML config")
     s.add_argument("overrides", nargs="*", help="key=value dataset options (imbalance_factor=200, data_root=...)")
     s.add_argument("--plot", help="save the histogram to this PNG")
+    c = dsub.add_parser("check", help="report how many and which images of a file-based dataset are missing or "
+                        "unreadable (exit status 1 if any)")
+    c.add_argument("dataset", help="dataset name (places_lt, imagenet_lt, inat2018, image_folder) or a YAML config")
+    c.add_argument("overrides", nargs="*", help="key=value options (data_root=..., 'dataset_options={split_dir: ...}')")
+    c.add_argument("--workers", type=int, default=None, help="decoding processes (default: min(8, CPU count))")
+    c.add_argument("--exists-only", action="store_true", help="only look for missing files (fast, decodes nothing)")
+    c.add_argument("--limit", type=int, default=10, help="list at most this many problem files per split and kind")
 
 
 def _add_demo(sub) -> None:
@@ -84,14 +92,19 @@ def main(argv: list[str] | None = None) -> int:
             from .evaluate import run_eval
             run_eval(args.target, split=args.split, device=args.device, as_json=args.json)
         elif args.command == "data":
-            from .data import run_stats
+            from .data import run_check, run_stats
+            if args.data_command == "check":
+                report = run_check(args.dataset, args.overrides, workers=args.workers, exists_only=args.exists_only,
+                                   limit=args.limit)
+                return 0 if report["ok"] else 1
             run_stats(args.dataset, args.overrides, plot=args.plot)
         elif args.command == "demo":
             from .demo import run_demo
             run_demo(args.output_dir, seeds=args.seeds, epochs=args.epochs, configs=args.configs,
                      overrides=args.overrides)
         return 0
-    except (ConfigError, DatasetNotFoundError, CheckpointError, NonFiniteLossError, FileNotFoundError) as err:
+    except (ConfigError, DatasetNotFoundError, CheckpointError, NonFiniteLossError, FileNotFoundError,
+            ImageLoadError) as err:
         err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)  # no hard wraps inside paths
         return 2
     except KeyboardInterrupt:

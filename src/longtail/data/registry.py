@@ -8,13 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..registry import Registry
 from . import sources, transforms
 from .array_dataset import ArrayImageDataset
+from .image_folder import load_image_folders
 from .long_tail import Profile, long_tailed_counts, long_tailed_split
+from .split_file import SplitFileDataset, class_names_from_paths, find_split_file, read_split_file
 
 
 @dataclass
@@ -131,3 +134,105 @@ def synthetic_lt(num_classes: int = 6, imbalance_factor: float = 20.0, n_max: in
     return _from_arrays("synthetic_lt", tr_x, tr_y, te_x, te_y, counts=counts, val_per_class=val_per_class,
                         seed=seed, transform_factory=transforms.synthetic_transforms, augment=False,
                         class_names=[f"class_{i}" for i in range(num_classes)])
+
+
+# --- file-based datasets: split lists over an image root (ImageNet-LT, Places-LT, iNaturalist 2018) and
+# --- a user's own image folders. Images are decoded only when indexed.
+
+def _file_data(name: str, train: SplitFileDataset, val: SplitFileDataset, test: SplitFileDataset, *,
+               class_names: list[str] | None, transform_factory: Callable[..., Any], augment: bool,
+               image_size: int, notes: dict[str, Any]) -> LongTailedData:
+    num_classes = len(class_names) if class_names else 1 + max(int(d.targets.max()) for d in (train, val, test))
+    counts = torch.bincount(train.targets, minlength=num_classes).tolist()
+    test_tf = transform_factory(train=False, size=image_size)
+    return LongTailedData(
+        name=name, train=train.with_transform(transform_factory(train=True, augment=augment, size=image_size)),
+        val=val.with_transform(test_tf), test=test.with_transform(test_tf), train_labels=train.targets,
+        class_counts=counts, class_names=class_names or class_names_from_paths(train.paths, train.targets.tolist(),
+                                                                               num_classes),
+        in_channels=3, image_size=image_size, train_eval=train.with_transform(test_tf), notes=notes)
+
+
+def _from_split_lists(name: str, root: str | Path | None, files: dict[str, str], *, split_dir, shipped: str | None,
+                      check_files: bool, hints: dict[str, str] | None = None, **kwargs: Any) -> LongTailedData:
+    """``files``: split -> list file name; val and test may name the same file (read once)."""
+    root = Path(root) if root is not None else sources.default_data_root() / name
+    hints = hints or {}
+    lists = {split: find_split_file(f, split_dir=split_dir, shipped=shipped, root=root, hint=hints.get(split, ""))
+             for split, f in files.items()}
+    built: dict[Path, SplitFileDataset] = {}
+    for path in dict.fromkeys(lists.values()):
+        paths, labels = read_split_file(path)
+        built[path] = SplitFileDataset(root, paths, labels, check_files=check_files, source=str(path))
+    notes = {"root": str(root), **{f"{split}_list": str(path) for split, path in lists.items()}}
+    return _file_data(name, *(built[lists[s]] for s in ("train", "val", "test")), class_names=None, notes=notes,
+                      **kwargs)
+
+
+@register_dataset("places_lt")
+def places_lt(root: str | Path | None = None, split_dir: str | Path | None = None, image_size: int = 224,
+              augment: bool = True, check_files: bool = True, seed: int = 0) -> LongTailedData:
+    """Places-LT (Liu et al. 2019): 365 classes, 62,500 training images (4,980 ... 5 per class; many /
+    medium / few = 131 / 163 / 71 classes), val 20 and test 100 images per class, from the OLTR lists
+    shipped with longtail. ``root``: the Places365-Standard folder the lists' paths are relative to
+    (``train/<class>/...``, ``val/<class>/...``). ``split_dir``: a folder of lists that replace the
+    shipped ones. ``seed`` is unused (the lists fix the splits)."""
+    files = {"train": "Places_LT_train.txt", "val": "Places_LT_val.txt", "test": "Places_LT_test.txt"}
+    return _from_split_lists("places_lt", root, files, split_dir=split_dir, shipped="places_lt", check_files=check_files,
+                             transform_factory=transforms.imagenet_transforms, augment=augment, image_size=image_size)
+
+
+IMAGENET_LT_TRAIN_HINT = (
+    "The ImageNet-LT training list (ImageNet_LT_train.txt, 115,846 lines) does not ship with longtail: download "
+    "it from the OLTR release (https://github.com/zhmiao/OpenLongTailRecognition-OLTR, README 'Data "
+    "Preparation', Google Drive folder) and pass dataset_options={split_dir: FOLDER_WITH_THE_LIST}, or put it "
+    "in data_root.")
+
+
+@register_dataset("imagenet_lt")
+def imagenet_lt(root: str | Path | None = None, split_dir: str | Path | None = None, image_size: int = 224,
+                augment: bool = True, check_files: bool = True, seed: int = 0) -> LongTailedData:
+    """ImageNet-LT (Liu et al. 2019): 1,000 classes, 115,846 training images (1,280 ... 5 per class),
+    val 20 and test 50 images per class. The val and test lists ship with longtail; the train list
+    comes from the OLTR release (see ``split_dir``). ``root``: the ImageNet-2012 folder with
+    ``train/<wnid>/...`` and ``val/<wnid>/...``. ``seed`` is unused."""
+    files = {"train": "ImageNet_LT_train.txt", "val": "ImageNet_LT_val.txt", "test": "ImageNet_LT_test.txt"}
+    return _from_split_lists("imagenet_lt", root, files, split_dir=split_dir, shipped="imagenet_lt",
+                             check_files=check_files, hints={"train": IMAGENET_LT_TRAIN_HINT},
+                             transform_factory=transforms.imagenet_transforms, augment=augment, image_size=image_size)
+
+
+INAT_HINT = ("The iNaturalist 2018 lists (iNaturalist18_train.txt / iNaturalist18_val.txt, 'relative/path label' "
+             "lines) come with the code of Kang et al. 2020 (https://github.com/facebookresearch/classifier-balancing,"
+             " data/iNaturalist18), or convert the official train2018.json / val2018.json with its gen_lists.py; "
+             "pass dataset_options={split_dir: FOLDER} or put them in data_root.")
+
+
+@register_dataset("inat2018")
+def inat2018(root: str | Path | None = None, split_dir: str | Path | None = None, image_size: int = 224,
+             augment: bool = True, check_files: bool = True, seed: int = 0) -> LongTailedData:
+    """iNaturalist 2018 (Van Horn et al. 2018): 8,142 classes, 437,513 training images, from the
+    ``iNaturalist18_{train,val}.txt`` lists (the json annotations of the official release are not read:
+    convert them once, see INAT_HINT). The official val set (3 images per class) is the test set of the
+    literature and has no labelled sibling, so val and test are both that list: use select_on=last.
+    ``root``: the folder holding ``train_val2018/``. ``seed`` is unused."""
+    files = {"train": "iNaturalist18_train.txt", "val": "iNaturalist18_val.txt", "test": "iNaturalist18_val.txt"}
+    data = _from_split_lists("inat2018", root, files, split_dir=split_dir, shipped=None, check_files=check_files,
+                             hints={"train": INAT_HINT, "val": INAT_HINT, "test": INAT_HINT},
+                             transform_factory=transforms.inaturalist_transforms, augment=augment, image_size=image_size)
+    data.notes["val"] = "val and test are the same list (iNaturalist18_val.txt): select_on=last"
+    return data
+
+
+@register_dataset("image_folder")
+def image_folder(root: str | Path | None = None, val_per_class: int = 20, image_size: int = 224,
+                 augment: bool = True, seed: int = 0) -> LongTailedData:
+    """A user's own long-tailed images in ImageFolder layout (``longtail.data.image_folder``): class
+    counts are counted from the files; without a val folder, ``min(val_per_class, n_c // 2)`` images
+    per class are drawn (seeded) from train; without a test folder, test is the val split."""
+    root = Path(root) if root is not None else sources.default_data_root() / "image_folder"
+    splits = load_image_folders(root, val_per_class=val_per_class, seed=seed)
+    return _file_data("image_folder", splits.train, splits.val, splits.test, class_names=splits.classes,
+                      transform_factory=transforms.imagenet_transforms, augment=augment, image_size=image_size,
+                      notes={"root": str(root), **splits.notes})
+
