@@ -25,6 +25,21 @@ def _random(labels: Sequence[int] | Tensor, *, num_samples: int | None = None, n
                          drop_last=drop_last)
 
 
+@register_sampler("repeat_factor")
+def _repeat_factor(labels: Sequence[int] | Sequence[Sequence[int]] | Tensor, *,
+                   repeat_factors: Sequence[float] | None = None, threshold: float = 0.001, num_replicas: int = 1,
+                   rank: int = 0, seed: int = 0, drop_last: bool = False) -> ShardedSampler:
+    """LVIS repeat-factor sampling. ``labels``: one label per item, or the labels of each image;
+    ``repeat_factors`` (N,) overrides the factors computed with threshold t."""
+    from .repeat_factor import RepeatFactorSampler, lvis_repeat_factors
+
+    if repeat_factors is None:
+        # a scalar per item (classification) or a list per image (detection)
+        per_item = [list(x) if isinstance(x, (list, tuple)) else [int(x)] for x in labels]
+        repeat_factors = lvis_repeat_factors(per_item, threshold=threshold)
+    return RepeatFactorSampler(repeat_factors, num_replicas=num_replicas, rank=rank, seed=seed, drop_last=drop_last)
+
+
 @register_sampler("class_balanced")
 def _class_balanced(labels: Sequence[int] | Tensor, *, num_samples: int | None = None, num_replicas: int = 1,
                     rank: int = 0, seed: int = 0, drop_last: bool = False) -> ShardedSampler:
