@@ -27,6 +27,7 @@ from ..engine import evaluate, load_checkpoint, save_checkpoint, train_one_epoch
 from ..engine.checkpoint import CheckpointError
 from ..evaluation.plots import plot_per_class_accuracy
 from . import build
+from .stage2 import prepare_stage2
 from .config import ConfigError, TrainConfig, to_dict
 
 console = Console(highlight=False)
@@ -100,11 +101,20 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
     data = build.build_data(cfg)
     model = build.build_model(cfg, data).to(info.device)
     loss_fn = build.build_loss(cfg, data).to(info.device)
-    sampler = build.build_sampler(cfg, data, info)
-    loader = build.train_loader(data.train, sampler, cfg, info)
-    val_loader = build.eval_loader(data.val, cfg, info)
+    if cfg.sampler == "meta" and not cfg.init_from:
+        raise ConfigError("sampler: meta (BALMS) trains the classifier of a decoupled stage 2: set "
+                          "init_from=<stage-1 run directory>")
+    # decoupled stage 2 (init_from): only the head trains, on a stream of frozen-backbone features
+    stage2 = prepare_stage2(model, cfg, data, info) if cfg.init_from else None
+    trained = stage2.head if stage2 else model  # what the optimiser updates
+    sampler = stage2.sampler if stage2 else build.build_sampler(cfg, data, info)
+    loader = stage2.loader if stage2 else build.train_loader(data.train, sampler, cfg, info)
+    val_model, val_loader = model, build.eval_loader(data.val, cfg, info)
+    if stage2 and stage2.val_loader is not None:  # cached val features: evaluate the head on them
+        val_model, val_loader = stage2.head, stage2.val_loader
     test_loader = build.eval_loader(data.test, cfg, info)
-    optimizer = build.build_optimizer(cfg, model.parameters())
+    optimizer = build.build_optimizer(cfg, trained.parameters())
+    step_hook = stage2.make_step_hook(optimizer, loss_fn) if stage2 else None  # Meta Sampler's bilevel step
     steps_per_epoch = len(loader)
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch),
                               cfg.warmup_start_factor)
@@ -114,15 +124,20 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
     start_epoch = 0
     if can_resume:
         state = load_checkpoint(run_dir / CHECKPOINT)
+        check_same_config(state.get("config", {}), to_dict(cfg), run_dir)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if stage2:
+            stage2.load_state_dict(state.get("stage2", {}))
         history, best, start_epoch = state["history"], state["best"], int(state["epoch"])
         say(f"resuming {run_dir} at epoch {start_epoch}/{cfg.epochs}")
     if info.is_main:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     if info.distributed:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.device] if info.device.type == "cuda" else None)
+        trained = torch.nn.parallel.DistributedDataParallel(trained, device_ids=[info.device] if info.device.type == "cuda" else None)
+        if stage2 is None:
+            model = trained
 
     writer = None
     if info.is_main:
@@ -131,19 +146,23 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
     say(f"[bold]{cfg.name}[/]: {cfg.dataset} ({len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
         f"{data.num_classes} classes), {cfg.model}, loss={cfg.loss}, sampler={cfg.sampler}, "
         f"{info.world_size} process(es) on {info.device.type}")
+    if stage2:
+        say(f"stage 2 from {stage2.source}: backbone frozen, {stage2.notes}")
 
     many, few = cfg.many_threshold, cfg.few_threshold
     for epoch in range(start_epoch, cfg.epochs):
         seed_everything(cfg.seed, epoch + 1)
         sampler.set_epoch(epoch)
+        if stage2:
+            stage2.set_epoch(epoch)  # cached view, meta stream
         if hasattr(loss_fn, "set_epoch"):  # epoch-scheduled losses (e.g. LDAM-DRW's deferred re-weighting)
             loss_fn.set_epoch(epoch)
         with _progress(info.is_main and not quiet and console.is_terminal) as bar:
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, loss=0.0)
-            stats = train_one_epoch(model, loader, loss_fn, optimizer, scheduler, device=info.device, epoch=epoch,
-                                    max_grad_norm=cfg.max_grad_norm,
+            stats = train_one_epoch(trained, loader, loss_fn, optimizer, scheduler, device=info.device, epoch=epoch,
+                                    max_grad_norm=cfg.max_grad_norm, step_hook=step_hook,
                                     progress=lambda step, s: bar.update(task, advance=1, loss=s["loss"]))
-        val = evaluate(model, val_loader, info.device, data.class_counts, many, few)
+        val = evaluate(val_model, val_loader, info.device, data.class_counts, many, few)
         score = val["mean_class"]
         record = {"epoch": epoch + 1, "train_loss": stats["loss"], "lr": optimizer.param_groups[0]["lr"],
                   "val_mean_class": score, "val_top1": val["top1"], "val_many": val["many"],
@@ -157,7 +176,8 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
                 save_checkpoint({"model": _unwrap(model).state_dict(), "epoch": epoch + 1}, run_dir / BEST)
             save_checkpoint({"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
-                             "best": best, "config": to_dict(cfg), "class_counts": data.class_counts},
+                             "best": best, "config": to_dict(cfg), "class_counts": data.class_counts,
+                             "stage2": stage2.state_dict() if stage2 else {}},
                             run_dir / CHECKPOINT)
             write_json_atomic(_metrics(cfg, data, history, best, finished=False), run_dir / METRICS)
             for key in ("train_loss", "lr", "val_mean_class", "val_top1", "val_many", "val_medium", "val_few"):
@@ -176,8 +196,12 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
     else:
         test = test_last
     metrics = _metrics(cfg, data, history, best, finished=True, test=test, test_last=test_last)
+    if stage2:
+        metrics.update(stage2.metrics())
     if info.is_main:
         write_json_atomic(metrics, run_dir / METRICS)
+        if stage2:
+            stage2.save_plots(run_dir, data.class_counts)
         plot_per_class_accuracy({cfg.name: test["per_class"]}, data.class_counts, run_dir / "per_class_accuracy.png",
                                 title=f"{cfg.name}: per-class test accuracy", many=many, few=few)
         for key in ("top1", "mean_class", "many", "medium", "few"):
@@ -204,6 +228,21 @@ def _metrics(cfg: TrainConfig, data, history, best, *, finished: bool, test: dic
         out["test"] = test
         out["test_last"] = test_last
     return out
+
+
+# Keys that may change on --resume: they do not alter what is computed.
+RESUME_MAY_CHANGE = ("device", "eval_batch_size", "output_dir", "data_root")
+
+
+def check_same_config(saved: dict, current: dict, run_dir: Path) -> None:
+    """--resume continues the same run: a changed training setting would be silently overridden by the
+    saved optimizer/scheduler state (lr, epochs) or break exact resumption, so it is an error."""
+    changed = sorted(k for k in saved.keys() & current.keys()
+                     if k not in RESUME_MAY_CHANGE and saved[k] != current[k])
+    if changed:
+        diff = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in changed)
+        raise ConfigError(f"--resume of {run_dir} with a changed config ({diff}). Resume with the run's own "
+                          f"settings (they are in {run_dir / 'config.yaml'}), or start a new run with name=...")
 
 
 def check_resumable(run_dir: Path) -> None:
