@@ -50,6 +50,9 @@ def build_model(cfg: TrainConfig, data: LongTailedData) -> torch.nn.Module:
         raise ConfigError(str(err.args[0])) from None
     check_options("model", cfg.model, factory, cfg.model_options, reserved=("num_classes", "in_channels"))
     model = create_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_options)
+    if cfg.head == "lws" and not (cfg.init_from and not cfg.reinit_head):
+        raise ConfigError("head: lws rescales a trained stage-1 head: set init_from=<stage-1 run directory> and "
+                          "reinit_head: false (see configs/fashion_mnist_lt/lws.yaml)")
     if cfg.head != "linear":
         try:
             model.reset_head(create_head(cfg.head, model.feature_dim, model.num_classes))

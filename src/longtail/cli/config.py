@@ -61,7 +61,7 @@ class TrainConfig:
     few_threshold: int = 20
     eval_batch_size: int = 512
     # --- classifier head (baselines, issue 5) ---
-    head: str = "linear"  # linear | cosine (the normalised head LDAM's margins assume)
+    head: str = "linear"  # linear | cosine (the normalised head LDAM's margins assume) | lws (stage 2, LWS)
     # --- decoupled stage 2 (BALMS, cRT; issue 3) ---
     init_from: Optional[str] = None  # stage-1 run directory (its best.pt) or checkpoint file; set = stage 2
     freeze_bn: bool = True  # frozen backbone in eval mode, BatchNorm statistics fixed (false: the official code)

@@ -6,12 +6,11 @@
   Representation and Classifier for Long-Tailed Recognition", ICLR 2020, Sec. 4.2); tau = 0 keeps
   the weights, tau = 1 gives unit-norm class vectors. The bias is dropped, as in the authors' code.
 - :class:`LWSHead`: learnable weight scaling, f_j (w_j . x + b_j) with the stage-1 layer frozen and
-  only f (C,) trained (Kang et al. 2020, Sec. 4.2).
+  only f (C,) trained (Kang et al. 2020, Sec. 4.2). Config: ``head: lws`` with ``init_from`` and
+  ``reinit_head: false``.
 """
 
 from __future__ import annotations
-
-import copy
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +34,13 @@ class CosineHead(nn.Module):
 
     def __init__(self, feature_dim: int, num_classes: int) -> None:
         super().__init__()
-        # the LDAM code's initialisation: uniform(-1, 1) then renormalised rows
-        self.weight = nn.Parameter(torch.empty(num_classes, feature_dim).uniform_(-1, 1).renorm_(2, 0, 1e-5).mul_(1e5))
+        self.weight = nn.Parameter(torch.empty(num_classes, feature_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # the LDAM code's initialisation: uniform(-1, 1), rows renormalised
+        with torch.no_grad():
+            self.weight.uniform_(-1, 1).renorm_(2, 0, 1e-5).mul_(1e5)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.normalize(x, dim=1) @ F.normalize(self.weight, dim=1).t()
@@ -58,25 +62,41 @@ class TauNormHead(nn.Module):
         return f"tau={self.tau}"
 
 
-class LWSHead(nn.Module):
-    """f_j * (w_j . x + b_j): a frozen copy of ``linear`` and one learnable scale per class (init 1)."""
+class LWSHead(nn.Linear):
+    """f_j * (w_j . x + b_j): a linear layer whose weight and bias are frozen, and one learnable scale
+    per class (init 1). It loads a plain ``nn.Linear`` state dict (the stage-1 head), scales then
+    starting at 1, so decoupled stage 2 can keep the stage-1 head (``reinit_head: false``)."""
 
-    def __init__(self, linear: nn.Linear) -> None:
-        super().__init__()
-        if not isinstance(linear, nn.Linear):
-            raise TypeError(f"LWS rescales a trained nn.Linear head, got {type(linear).__name__}")
-        self.linear = copy.deepcopy(linear).requires_grad_(False)
-        self.scales = nn.Parameter(torch.ones(linear.out_features, device=linear.weight.device))
+    def __init__(self, feature_dim: int, num_classes: int) -> None:
+        super().__init__(feature_dim, num_classes)
+        self.weight.requires_grad_(False)
+        self.bias.requires_grad_(False)
+        self.scales = nn.Parameter(torch.ones(num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear(x) * self.scales
+        return super().forward(x) * self.scales
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        # a stage-1 nn.Linear has no scales: start them at 1 (identity) instead of failing
+        if prefix + "weight" in state_dict and prefix + "scales" not in state_dict:
+            state_dict[prefix + "scales"] = torch.ones_like(self.scales)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> "LWSHead":
+        head = cls(linear.in_features, linear.out_features).to(linear.weight.device)
+        head.load_state_dict(linear.state_dict())
+        return head
 
 
 HEADS: Registry[nn.Module] = Registry("head")
 HEADS.register("linear")(nn.Linear)
 HEADS.register("cosine")(CosineHead)
+HEADS.register("lws")(LWSHead)  # stage 2 only: loads the stage-1 linear head, trains the scales
 
 
 def create_head(name: str, feature_dim: int, num_classes: int) -> nn.Module:
-    """A freshly initialised head by name ('linear' or 'cosine')."""
+    """A freshly initialised head by name ('linear', 'cosine' or 'lws')."""
     return HEADS.create(name, feature_dim, num_classes)

@@ -1,0 +1,54 @@
+"""Post-hoc logit adjustment (Menon et al. 2021, Eq. 9) and tau selection on validation."""
+
+import math
+
+import pytest
+import torch
+
+from longtail.evaluation import posthoc_adjusted_logits, select_tau, tau_grid, tau_norm_logits
+from longtail.models import tau_normalise
+
+COUNTS = [900, 90, 9]
+
+
+def test_adjusted_logits_formula():
+    logits = torch.tensor([[1.0, 0.5, 0.2], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    out = posthoc_adjusted_logits(logits, COUNTS, tau=1.0)
+    for i in range(2):
+        for j in range(3):
+            assert math.isclose(float(out[i, j]), float(logits[i, j]) - math.log(COUNTS[j] / sum(COUNTS)), rel_tol=1e-12)
+    torch.testing.assert_close(posthoc_adjusted_logits(logits, COUNTS, tau=0.0), logits)
+    with pytest.raises(ValueError, match=r"logits must have shape \(N, 3\)"):
+        posthoc_adjusted_logits(torch.zeros(2, 4), COUNTS)
+
+
+def test_tau_norm_logits():
+    feats, w = torch.randn(5, 4), torch.randn(3, 4)
+    torch.testing.assert_close(tau_norm_logits(feats, w, 0.7), feats @ tau_normalise(w, 0.7).t())
+
+
+def test_grid():
+    assert tau_grid(0, 2, 0.1) == [round(0.1 * i, 10) for i in range(21)]
+    assert tau_grid(0, 1, 0.5) == [0.0, 0.5, 1.0]
+    with pytest.raises(ValueError):
+        tau_grid(0, 1, 0)
+
+
+def test_select_tau_recovers_the_prior_shift_on_validation():
+    """Logits biased by +log p (a classifier that learnt the training prior): removing it is best,
+    so the search over the grid should pick tau = 1."""
+    g = torch.Generator().manual_seed(0)
+    targets = torch.arange(3).repeat_interleave(200)  # balanced validation split
+    clean = torch.randn(600, 3, generator=g) + 2.0 * torch.nn.functional.one_hot(targets, 3)
+    prior = torch.log(torch.tensor(COUNTS, dtype=torch.float32) / sum(COUNTS))
+    biased = clean + prior
+    best, scores = select_tau(lambda t: posthoc_adjusted_logits(biased, COUNTS, t), targets, COUNTS, tau_grid(0, 2, 0.5))
+    assert best == 1.0
+    assert scores[1.0] > scores[0.0] and set(scores) == {0.0, 0.5, 1.0, 1.5, 2.0}
+
+
+def test_select_tau_ties_go_to_the_smallest_tau():
+    targets = torch.tensor([0, 1, 2])
+    perfect = torch.eye(3) * 100
+    best, scores = select_tau(lambda t: posthoc_adjusted_logits(perfect, COUNTS, t), targets, COUNTS, [0.0, 1.0, 2.0])
+    assert best == 0.0 and all(v == 1.0 for v in scores.values())
