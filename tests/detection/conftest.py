@@ -34,3 +34,13 @@ def toy_detection_samples(num_images: int = 6, num_classes: int = 5, size: int =
 @pytest.fixture
 def toy_samples():
     return toy_detection_samples()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small detector steps run ~50x slower with 2 OpenMP threads on a loaded 2-core machine (threads
+    spin waiting for each other); one thread keeps these tests fast and their timing stable."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
