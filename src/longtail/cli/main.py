@@ -60,6 +60,30 @@ def _add_demo(sub) -> None:
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run")
 
 
+def _add_detect(sub) -> None:
+    p = sub.add_parser("detect", help="long-tailed detection (LVIS format): train, eval, compare heads",
+                       description="Faster/Mask R-CNN with softmax, BAGS, Balanced Softmax and BALMS heads.")
+    dsub = p.add_subparsers(dest="detect_command", required=True)
+    t = dsub.add_parser("train", help="train a detector (stage 1) or its classifier (stage 2, init_from=RUN)")
+    t.add_argument("config", nargs="?", help="YAML config (configs/detection/*.yaml)")
+    t.add_argument("overrides", nargs="*", help="key=value overrides of config keys (YAML values)")
+    t.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="discard an existing run of the same name")
+    t.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    t.add_argument("--list-keys", action="store_true", help="list the config keys and their defaults, then exit")
+    e = dsub.add_parser("eval", help="re-evaluate a finished detection run on its val json")
+    e.add_argument("run", help="run directory (config.yaml + model.pt)")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    c = dsub.add_parser("compare", help="AP / APr / APc / APf side by side: a suite YAML (trains what is missing) "
+                                        "or finished run directories")
+    c.add_argument("targets", nargs="+", help="configs/detection/suite_*.yaml, or run directories")
+    c.add_argument("--set", dest="overrides", action="append", default=[],
+                   help="key=value override applied to every run of a suite (repeatable)")
+    c.add_argument("--json-out", help="also write the table as JSON here")
+    c.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="longtail", description="Long-tailed visual recognition: train, evaluate and "
                                      "compare Balanced Softmax, BALMS, BAGS and the baselines.")
@@ -68,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_data(sub)
     _add_demo(sub)
+    _add_detect(sub)
     return parser
 
 
@@ -98,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
                                    limit=args.limit)
                 return 0 if report["ok"] else 1
             run_stats(args.dataset, args.overrides, plot=args.plot)
+        elif args.command == "detect":
+            from .detect import run_detect_command
+            run_detect_command(args)
         elif args.command == "demo":
             from .demo import run_demo
             run_demo(args.output_dir, seeds=args.seeds, epochs=args.epochs, configs=args.configs,

@@ -200,18 +200,34 @@ def class_balanced_image_weights(image_labels: Sequence[Sequence[int]], num_clas
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: Iterable[Batch], device: torch.device, mask_threshold: float | None = 0.5
-            ) -> list[dict[str, Tensor]]:
-    """Detections of every image, in loader order: boxes (N, 4) xyxy, scores (N,), labels (N,) in 1..C,
-    image_id, and masks (N, H, W) bool (probability > mask_threshold) for Mask R-CNN; CPU tensors."""
+def iter_detections(model: nn.Module, loader: Iterable[Batch], device: torch.device
+                    ) -> Iterator[tuple[list[dict[str, Tensor]], list[int]]]:
+    """Per batch: the detector's outputs on the CPU (boxes (N, 4) xyxy, scores (N,), labels (N,) in 1..C,
+    and masks (N, 1, H, W) probabilities for Mask R-CNN) and the batch's image ids."""
     model.eval()
-    out = []
     for images, targets in loader:
-        images = [im.to(device) for im in images]
-        for det, t in zip(model(images), targets):
-            det = {k: v.cpu() for k, v in det.items()}
-            if "masks" in det and mask_threshold is not None:
-                det["masks"] = det["masks"][:, 0] > mask_threshold
-            det["image_id"] = int(t["image_id"])
-            out.append(det)
+        outputs = model([im.to(device) for im in images])
+        yield [{k: v.cpu() for k, v in o.items()} for o in outputs], [int(t["image_id"]) for t in targets]
+
+
+def predict(model: nn.Module, loader: Iterable[Batch], device: torch.device) -> list[dict[str, Tensor]]:
+    """Detections of every image in loader order, each with its ``image_id`` (masks as (N, H, W) bool)."""
+    out = []
+    for outputs, ids in iter_detections(model, loader, device):
+        for det, image_id in zip(outputs, ids):
+            if "masks" in det:
+                det["masks"] = det["masks"][:, 0] > 0.5
+            out.append({**det, "image_id": image_id})
     return out
+
+
+def predict_lvis(model: nn.Module, loader: Iterable[Batch], device: torch.device, label_to_cat_id: dict[int, int],
+                 *, with_masks: bool = False) -> list[dict]:
+    """LVIS result dicts (``image_id, category_id, bbox [x, y, w, h], score``, and an RLE
+    ``segmentation`` with masks) of every image; masks are encoded batch by batch to bound memory."""
+    from .evaluation import to_lvis_results
+
+    results: list[dict] = []
+    for outputs, ids in iter_detections(model, loader, device):
+        results.extend(to_lvis_results(outputs, ids, label_to_cat_id, with_masks=with_masks))
+    return results

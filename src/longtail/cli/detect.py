@@ -1,0 +1,456 @@
+"""`longtail detect train | eval | compare`: long-tailed detection on LVIS-format data.
+
+A run directory holds config.yaml (resolved), checkpoint.pt (every epoch, atomic, for --resume),
+model.pt (final weights), metrics.json (LVIS AP/APr/APc/APf on the val json, bbox and segm).
+Stage 2 (decoupled) is a config with ``init_from`` (a stage-1 run directory or .pt): the weights are
+loaded, the class-logit layer re-created for the config's head and everything else frozen; head
+``balms`` then also trains the Meta Reweighter on a class-balanced meta stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import yaml
+from rich.console import Console
+from rich.table import Table
+from torch.utils.data import DataLoader
+
+from ..engine.checkpoint import load_checkpoint, save_checkpoint
+from .config import ConfigError, load_config, to_dict
+from .train import seed_everything, write_json_atomic
+
+console = Console(highlight=False)
+CHECKPOINT, MODEL, METRICS = "checkpoint.pt", "model.pt", "metrics.json"
+TABLE_METRICS = ("AP", "APr", "APc", "APf")
+
+
+@dataclass
+class DetectConfig:
+    # --- run ---
+    name: Optional[str] = None  # run directory name (default: the config file's stem)
+    output_dir: str = "runs/detection"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    num_workers: int = 0
+    num_threads: Optional[int] = None  # torch CPU threads (1 is fastest on a busy 2-core machine)
+    # --- data (LVIS-format json; image paths relative to image_root, default: the json's folder) ---
+    train_json: Optional[str] = None
+    val_json: Optional[str] = None
+    image_root: Optional[str] = None
+    val_image_root: Optional[str] = None
+    repeat_threshold: Optional[float] = None  # repeat-factor sampling t (LVIS: 0.001); null = uniform
+    max_val_images: Optional[int] = None  # evaluate on the first N val images only (quick runs)
+    # --- model ---
+    arch: str = "fasterrcnn"  # fasterrcnn | maskrcnn
+    backbone: str = "small"  # small | resnet50_fpn
+    head: str = "softmax"  # softmax | bags | balanced_softmax | balms | sigmoid
+    head_options: dict = field(default_factory=dict)  # e.g. {bin_edges: [10, 100, 1000], others_ratio: 8}
+    detector_options: dict = field(default_factory=dict)  # torchvision FasterRCNN/MaskRCNN kwargs (min_size ...)
+    weights_path: Optional[str] = None  # local detector weights to start from (class layers skipped)
+    backbone_weights_path: Optional[str] = None  # local ImageNet ResNet-50 weights (resnet50_fpn)
+    # --- decoupled stage 2 ---
+    init_from: Optional[str] = None  # stage-1 run dir or .pt: re-create the class logits, freeze the rest
+    meta_lr: float = 0.01  # Adam lr of the Meta Reweighter (head balms)
+    # --- optimisation ---
+    epochs: int = 12
+    batch_size: int = 4
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_steps: list = field(default_factory=list)  # epochs after which lr is multiplied by 0.1 (BAGS: [8, 11])
+    warmup_iters: int = 0  # linear warm-up from 0.001 x lr
+    max_grad_norm: Optional[float] = None
+    # --- evaluation ---
+    eval_batch_size: int = 8
+    max_dets: int = 300
+
+
+class StepWarmup:
+    """lr factor at iteration t: linear warm-up from 0.001 over ``warmup`` iterations, times 0.1 for
+    each entry of ``steps`` (in iterations) already passed. A callable object so it pickles."""
+
+    def __init__(self, steps: list[int], warmup: int) -> None:
+        self.steps, self.warmup = sorted(steps), warmup
+
+    def __call__(self, t: int) -> float:
+        warm = 0.001 + (1 - 0.001) * t / self.warmup if t < self.warmup else 1.0
+        return warm * 0.1 ** sum(t >= s for s in self.steps)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def _datasets(cfg: DetectConfig, with_masks: bool, train: bool = True):
+    from ..detection.lvis import LvisDetection
+
+    if cfg.val_json is None or (train and cfg.train_json is None):
+        raise ConfigError("set train_json and val_json (LVIS-format annotation files); "
+                          "`longtail detect make-data` writes the embedded benchmark")
+    root = lambda js, r: Path(r) if r is not None else Path(js).parent  # noqa: E731
+    train_set = None
+    if train:
+        train_set = LvisDetection(cfg.train_json, root(cfg.train_json, cfg.image_root), with_masks=with_masks)
+    val_set = LvisDetection(cfg.val_json, root(cfg.val_json, cfg.val_image_root or cfg.image_root),
+                            with_masks=False, counts_from="annotations")
+    return train_set, val_set
+
+
+def _class_stats(train_set) -> dict[str, Any]:
+    return {"instance_counts": train_set.instance_counts, "image_counts": train_set.image_counts,
+            "num_images": len(train_set), "frequencies": train_set.frequencies}
+
+
+def build_detector(cfg: DetectConfig, stats: dict[str, Any]) -> torch.nn.Module:
+    from ..detection import DETECTION_HEADS, create_detector
+    from ..detection.heads import HEAD_STATS
+    from .build import check_options
+
+    try:
+        check_options("detection head", cfg.head, DETECTION_HEADS.get(cfg.head), cfg.head_options, reserved=HEAD_STATS)
+    except KeyError as err:
+        raise ConfigError(str(err.args[0])) from None
+    reserved = {"num_classes", "head", "backbone", "arch", "head_options", "instance_counts", "image_counts",
+                "num_images", "weights_path", "backbone_weights_path"}
+    clash = sorted(reserved & set(cfg.detector_options))
+    if clash:
+        raise ConfigError(f"detector_options may not set {clash}: they are top-level keys or come from the data")
+    try:
+        return create_detector(cfg.arch, num_classes=len(stats["instance_counts"]), head=cfg.head,
+                               instance_counts=stats["instance_counts"], image_counts=stats["image_counts"],
+                               num_images=stats["num_images"], head_options=cfg.head_options, backbone=cfg.backbone,
+                               weights_path=cfg.weights_path, backbone_weights_path=cfg.backbone_weights_path,
+                               **cfg.detector_options)
+    except TypeError as err:  # an unknown torchvision keyword in detector_options
+        raise ConfigError(f"detector_options: {err}") from None
+
+
+def _weights_file(target: str | Path) -> Path:
+    target = Path(target)
+    return target / MODEL if target.is_dir() else target
+
+
+def run_detection_training(cfg: DetectConfig, *, resume: bool = False, overwrite: bool = False,
+                           quiet: bool = False) -> dict:
+    """Train (end to end, or decoupled with ``init_from``), evaluate on the val json, write the run dir."""
+    from ..detection import MetaReweighter, load_detector_weights, reset_class_logits
+    from ..detection import train as det
+    from ..samplers.base import RandomSampler
+    from ..samplers.repeat_factor import RepeatFactorSampler
+
+    say = (lambda *a: None) if quiet else (lambda *a: console.print(*a))
+    if not cfg.name:
+        raise ConfigError("the run needs a name: pass name=... (a config file gives its stem by default)")
+    if cfg.head == "balms" and cfg.init_from is None:
+        raise ConfigError("head balms trains the Meta Reweighter in decoupled stage 2: set init_from to a stage-1 run")
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    run_dir = Path(cfg.output_dir) / cfg.name
+    if (run_dir / CHECKPOINT).exists() and not (resume or overwrite):
+        raise ConfigError(f"{run_dir} already holds a run. Pass --resume to continue it, --overwrite to start again, "
+                          "or name=... to use another directory.")
+    if overwrite:
+        for name in (CHECKPOINT, MODEL, METRICS):
+            (run_dir / name).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = _device(cfg.device)
+    seed_everything(cfg.seed)
+    start_time = time.perf_counter()
+
+    train_set, val_set = _datasets(cfg, with_masks=cfg.arch == "maskrcnn")
+    stats = _class_stats(train_set)
+    model = build_detector(cfg, stats)
+    decoupled = cfg.init_from is not None
+    if decoupled:
+        load_detector_weights(model, str(_weights_file(cfg.init_from)))
+        reset_class_logits(model)  # fresh class logits for this head, as the BAGS / BALMS recipes do
+        params = list(det.freeze_all_but_class_logits(model).parameters())
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+    model.to(device)
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    reweighter = meta_optimizer = meta_batches = None
+    if cfg.head == "balms":
+        reweighter = MetaReweighter(len(stats["instance_counts"])).to(device)
+        meta_optimizer = torch.optim.Adam(reweighter.parameters(), lr=cfg.meta_lr)
+        meta_batches = _meta_stream(train_set, cfg)
+
+    if cfg.repeat_threshold is not None:
+        sampler = RepeatFactorSampler(train_set.repeat_factors(cfg.repeat_threshold), seed=cfg.seed)
+    else:
+        sampler = RandomSampler(len(train_set), seed=cfg.seed)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                        collate_fn=det.collate)
+    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, StepWarmup([int(e) * steps_per_epoch for e in cfg.lr_steps], cfg.warmup_iters))
+
+    history: list[dict] = []
+    start_epoch = 0
+    if resume and (run_dir / CHECKPOINT).exists():
+        state = load_checkpoint(run_dir / CHECKPOINT)
+        if state["config"] != to_dict(cfg):
+            raise ConfigError(f"{run_dir} was trained with another config; use --overwrite or another name")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if reweighter is not None:
+            reweighter.load_state_dict(state["reweighter"])
+            meta_optimizer.load_state_dict(state["meta_optimizer"])
+        history, start_epoch = state["history"], int(state["epoch"])
+        say(f"resuming {run_dir} at epoch {start_epoch}/{cfg.epochs}")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    say(f"[bold]{cfg.name}[/]: {cfg.arch} {cfg.backbone}, head {cfg.head}, {'decoupled from ' + str(cfg.init_from) if decoupled else 'end to end'}; "
+        f"{len(train_set)} train images, {len(stats['instance_counts'])} classes, {steps_per_epoch} steps/epoch on {device}")
+
+    for epoch in range(start_epoch, cfg.epochs):
+        seed_everything(cfg.seed, epoch + 1)
+        sampler.set_epoch(epoch)
+        if decoupled:
+            out = det.decoupled_train_one_epoch(model, loader, optimizer, scheduler, device=device, epoch=epoch,
+                                                reweighter=reweighter, meta_optimizer=meta_optimizer,
+                                                meta_batches=meta_batches)
+        else:
+            out = det.train_one_epoch(model, loader, optimizer, scheduler, device=device, epoch=epoch,
+                                      max_grad_norm=cfg.max_grad_norm)
+        history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                        **{k: float(v) for k, v in out.items()}})
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "epoch": epoch + 1, "history": history, "config": to_dict(cfg)}
+        if reweighter is not None:
+            state.update(reweighter=reweighter.state_dict(), meta_optimizer=meta_optimizer.state_dict())
+        save_checkpoint(state, run_dir / CHECKPOINT)
+        say(f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {out['loss']:.4f}  ({out['seconds']:.1f}s)")
+
+    save_checkpoint(model.state_dict(), run_dir / MODEL)
+    train_seconds = time.perf_counter() - start_time
+    metrics = evaluate_detector(model, val_set, cfg, device)
+    result = {"name": cfg.name, "head": cfg.head, "arch": cfg.arch, "decoupled": decoupled, "seed": cfg.seed,
+              "init_from": cfg.init_from, "history": history, "train_seconds": train_seconds,
+              "eval_seconds": metrics.pop("seconds"), "val": metrics, "class_stats": stats,
+              "reweighter": reweighter().tolist() if reweighter is not None else None}
+    write_json_atomic(result, run_dir / METRICS)
+    say(_format_metrics(metrics) + f"  -> {run_dir}")
+    return result
+
+
+def _meta_stream(train_set, cfg: DetectConfig):
+    """Endless class-balanced batches for the Meta Reweighter: images drawn with weight
+    r(I) = max_{c in I} 1 / f(c) (BALMS's meta loader), seeded."""
+    from torch.utils.data import WeightedRandomSampler
+
+    from ..detection.train import class_balanced_image_weights, collate
+
+    weights = class_balanced_image_weights(train_set.image_labels, train_set.num_classes)
+    generator = torch.Generator().manual_seed(cfg.seed + 7919)
+    sampler = WeightedRandomSampler(weights, num_samples=10**9, replacement=True, generator=generator)
+    return iter(DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                           collate_fn=collate))
+
+
+def evaluate_detector(model: torch.nn.Module, val_set, cfg: DetectConfig, device: torch.device) -> dict:
+    """LVIS bbox (and segm for Mask R-CNN) metrics of ``model`` on ``val_set``."""
+    from torch.utils.data import Subset
+
+    from ..detection.evaluation import evaluate_lvis
+    from ..detection.train import collate, predict_lvis
+
+    start = time.perf_counter()
+    subset = val_set if cfg.max_val_images is None else Subset(val_set, range(min(cfg.max_val_images, len(val_set))))
+    loader = DataLoader(subset, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, collate_fn=collate)
+    with_masks = cfg.arch == "maskrcnn"
+    results = predict_lvis(model, loader, device, val_set.label_to_cat_id, with_masks=with_masks)
+    gt = _ground_truth(cfg.val_json, {int(t) for t in (val_set.image_ids[i] for i in range(len(subset)))})
+    out: dict[str, Any] = {"bbox": evaluate_lvis(results, gt, iou_type="bbox", max_dets=cfg.max_dets)}
+    if with_masks:
+        out["segm"] = evaluate_lvis(results, gt, iou_type="segm", max_dets=cfg.max_dets)
+    out["num_images"] = len(subset)
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def _ground_truth(path: str, image_ids: set[int]) -> dict:
+    import json
+
+    with open(path) as f:
+        gt = json.load(f)
+    gt["images"] = [im for im in gt["images"] if im["id"] in image_ids]
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in image_ids]
+    return gt
+
+
+def _format_metrics(metrics: dict) -> str:
+    parts = []
+    for kind in ("bbox", "segm"):
+        if kind in metrics:
+            parts.append(f"{kind}: " + "  ".join(f"{k} {_pct(metrics[kind][k])}" for k in TABLE_METRICS))
+    return " | ".join(parts)
+
+
+def _pct(x: float) -> str:
+    return "  -  " if x is None or not math.isfinite(x) else f"{100 * x:5.2f}"
+
+
+def run_detection_eval(target: str, *, device: str = "auto", as_json: bool = False) -> dict:
+    """Re-evaluate a finished run directory (its config.yaml and model.pt) on its val json."""
+    import json
+
+    run_dir = Path(target)
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / MODEL).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a finished detection run (needs config.yaml and {MODEL})")
+    cfg = load_config(DetectConfig, run_dir / "config.yaml")
+    metrics = json.loads((run_dir / METRICS).read_text()) if (run_dir / METRICS).is_file() else None
+    if metrics is None:
+        raise FileNotFoundError(f"{run_dir} has no {METRICS}: the run did not finish")
+    _, val_set = _datasets(cfg, with_masks=False, train=False)
+    model = build_detector(cfg, metrics["class_stats"])
+    model.load_state_dict(load_checkpoint(run_dir / MODEL))
+    dev = _device(device if device != "auto" else cfg.device)
+    out = evaluate_detector(model.to(dev), val_set, cfg, dev)
+    if as_json:
+        print(json.dumps(out, indent=2))
+    else:
+        console.print(f"{cfg.name}: " + _format_metrics(out))
+    return out
+
+
+# --- the side-by-side table ---------------------------------------------------------------------------
+
+@dataclass
+class Suite:
+    """A detection benchmark: one stage-1 config, stage-2 configs by method name, seeds and overrides."""
+    stage1: str
+    stage2: dict
+    seeds: list = field(default_factory=lambda: [0])
+    overrides: list = field(default_factory=list)  # key=value applied to every run
+    output_dir: Optional[str] = None
+
+
+def run_suite(path: str, *, overrides: list[str] | None = None, quiet: bool = False) -> dict:
+    """Train stage 1 and every stage 2 of a suite YAML for each seed (skipping finished runs), then
+    print and return the table."""
+    path = Path(path)
+    spec = yaml.safe_load(path.read_text()) or {}
+    unknown = sorted(set(spec) - {f.name for f in dataclasses.fields(Suite)})
+    if unknown:
+        raise ConfigError(f"unknown suite key(s) {unknown} in {path}; known: {[f.name for f in dataclasses.fields(Suite)]}")
+    suite = Suite(**spec)
+    base = path.parent
+    extra = list(suite.overrides) + list(overrides or [])
+    if suite.output_dir is not None:
+        extra.append(f"output_dir={suite.output_dir}")
+    runs: dict[str, list[Path]] = {}
+    start = time.perf_counter()
+    for seed in suite.seeds:
+        s1 = load_config(DetectConfig, base / suite.stage1, [*extra, f"seed={seed}", f"name={Path(suite.stage1).stem}_s{seed}"])
+        s1_dir = _run_once(s1, quiet)
+        runs.setdefault(f"softmax (stage 1, {s1.epochs} ep)", []).append(s1_dir)
+        for method, cfg_path in suite.stage2.items():
+            s2 = load_config(DetectConfig, base / cfg_path,
+                             [*extra, f"seed={seed}", f"name={method}_s{seed}", f"init_from={s1_dir}"])
+            runs.setdefault(method, []).append(_run_once(s2, quiet))
+    table = compare_runs(runs)
+    table["wall_seconds"] = time.perf_counter() - start
+    console.print(f"suite wall time {table['wall_seconds'] / 60:.1f} min ({len(suite.seeds)} seed(s))")
+    return table
+
+
+def _run_once(cfg: DetectConfig, quiet: bool) -> Path:
+    run_dir = Path(cfg.output_dir) / str(cfg.name)
+    if (run_dir / METRICS).is_file():
+        console.print(f"{run_dir} is finished: reusing it")
+    else:
+        run_detection_training(cfg, resume=True, quiet=quiet)
+    return run_dir
+
+
+def compare_runs(runs: dict[str, list[Path]]) -> dict:
+    """Mean (and spread over seeds) of AP/APr/APc/APf for each method; prints the table."""
+    import json
+
+    rows: dict[str, dict] = {}
+    for method, dirs in runs.items():
+        per_run = []
+        for d in dirs:
+            f = Path(d) / METRICS
+            if not f.is_file():
+                raise FileNotFoundError(f"{d} has no {METRICS} (not a finished detection run)")
+            per_run.append(json.loads(f.read_text())["val"])
+        rows[method] = {}
+        for kind in ("bbox", "segm"):
+            if all(kind in r for r in per_run):
+                vals = {k: [r[kind][k] for r in per_run] for k in TABLE_METRICS}
+                rows[method][kind] = {k: _mean(v) for k, v in vals.items()}
+                rows[method][kind + "_per_seed"] = vals
+    for kind in ("bbox", "segm"):
+        if not any(kind in r for r in rows.values()):
+            continue
+        table = Table(title=f"LVIS-style {kind} AP on the val set (mean over {max(len(d) for d in runs.values())} run(s))")
+        table.add_column("method")
+        for k in TABLE_METRICS:
+            table.add_column(k, justify="right")
+        for method, r in rows.items():
+            if kind in r:
+                table.add_row(method, *[_pct(r[kind][k]) for k in TABLE_METRICS])
+        console.print(table)
+    return {"rows": rows, "runs": {m: [str(d) for d in ds] for m, ds in runs.items()}}
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
+def run_compare(targets: list[str], *, overrides: list[str] | None = None, quiet: bool = False,
+                json_out: str | None = None) -> dict:
+    """``targets``: one suite YAML (train what is missing, then the table) or run directories."""
+    if len(targets) == 1 and Path(targets[0]).suffix in (".yaml", ".yml"):
+        table = run_suite(targets[0], overrides=overrides, quiet=quiet)
+    else:
+        if overrides:
+            raise ConfigError("key=value overrides only apply to a suite YAML")
+        runs: dict[str, list[Path]] = {}
+        for t in targets:
+            import json
+
+            f = Path(t) / METRICS
+            if not f.is_file():
+                raise FileNotFoundError(f"{t} is not a finished detection run (no {METRICS})")
+            m = json.loads(f.read_text())
+            runs.setdefault(m["head"] + (" (decoupled)" if m.get("decoupled") else ""), []).append(Path(t))
+        table = compare_runs(runs)
+    if json_out is not None:
+        write_json_atomic(table, Path(json_out))
+    return table
+
+
+def run_detect_command(args) -> None:
+    """Dispatch of `longtail detect train | eval | compare` (parsed in cli/main.py)."""
+    from .config import describe_keys
+
+    if args.detect_command == "train":
+        if args.list_keys:
+            print(describe_keys(DetectConfig))
+            return
+        if args.config is None:
+            raise ConfigError("give a config file, e.g. longtail detect train configs/detection/embedded_stage1.yaml")
+        config, overrides = args.config, list(args.overrides)
+        if "=" in config:  # no file, only overrides
+            overrides, config = [config] + overrides, None
+        run_detection_training(load_config(DetectConfig, config, overrides), resume=args.resume,
+                               overwrite=args.overwrite, quiet=args.quiet)
+    elif args.detect_command == "eval":
+        run_detection_eval(args.run, device=args.device, as_json=args.json)
+    elif args.detect_command == "compare":
+        run_compare(args.targets, overrides=args.overrides, quiet=args.quiet, json_out=args.json_out)
