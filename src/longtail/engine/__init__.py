@@ -4,6 +4,11 @@ schedules and process-group helpers."""
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .loop import NonFiniteLossError, evaluate, predict, train_one_epoch
 from .schedule import WarmupCosine, warmup_cosine
+from .features import (BackboneFeatureLoader, CachedFeatureLoader, FeatureCache, ImageFetcher, MetaFeatureLoader,
+                       extract_features)
+from .meta import MetaStepHook, meta_gradient, sgd_lookahead
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "NonFiniteLossError", "evaluate", "predict",
-           "train_one_epoch", "WarmupCosine", "warmup_cosine"]
+           "train_one_epoch", "WarmupCosine", "warmup_cosine", "BackboneFeatureLoader", "CachedFeatureLoader",
+           "FeatureCache", "ImageFetcher", "MetaFeatureLoader", "extract_features", "MetaStepHook", "meta_gradient",
+           "sgd_lookahead"]

@@ -75,7 +75,7 @@ class MetaSamplerLogits(nn.Module):
     def draw(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Hard Gumbel-max draw: classes (B,) int64 and the Gumbel noise (B, C) that picked them."""
         u = torch.rand(batch_size, self.num_classes, generator=generator).to(self.logits.device)
-        gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0)).clamp_min(1e-20))
+        gumbel = -torch.log((-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20))  # Gumbel(0, 1)
         classes = (self.class_log_weights() + gumbel).argmax(1)
         return classes, gumbel
 

@@ -1,0 +1,164 @@
+"""The bilevel step of BALMS (Ren et al., NeurIPS 2020, Sec. 3.2, Eq. 8-10) as plain functions.
+
+Every training step, before the real update of the classifier:
+
+1. look ahead: one differentiable step of the real SGD optimiser (its lr, momentum buffer, weight
+   decay) on the sampled batch, inner loss = mean of (Balanced Softmax per sample x straight-through
+   sample weight), so the stepped classifier depends on the sampler logits w;
+2. meta loss: plain cross-entropy of the stepped classifier on a class-balanced meta batch;
+3. Adam step on w with d(meta loss)/dw.
+
+The look-ahead uses ``torch.func.functional_call`` (the official code uses the ``higher`` library).
+Under DDP the meta-gradient is the exact one of the global batch: the look-ahead uses the gradient
+averaged over ranks (as the real update does), the meta loss is averaged over ranks, and the
+per-rank contributions to dw are summed, so every rank applies the same Adam step to the same w.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from ..samplers.meta import MetaDraw, MetaSamplerLogits
+from . import distributed as dist_utils
+
+PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
+
+
+def sgd_lookahead(params: Mapping[str, Tensor], grads: Mapping[str, Tensor], *, lr: float, momentum: float = 0.0,
+                  weight_decay: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
+                  momentum_buffers: Mapping[str, Tensor | None] | None = None) -> dict[str, Tensor]:
+    """The parameters after one ``torch.optim.SGD`` step, differentiable in ``grads``.
+
+    d = g + wd p;  b = mu b_old + (1 - dampening) d  (b = d on the first step);
+    d = d + mu b if nesterov else b;  p' = p - lr d.
+    """
+    out = {}
+    for name, p in params.items():
+        d = grads[name] + weight_decay * p if weight_decay else grads[name]
+        if momentum:
+            old = (momentum_buffers or {}).get(name)
+            buf = d if old is None else momentum * old.detach() + (1 - dampening) * d
+            d = d + momentum * buf if nesterov else buf
+        out[name] = p - lr * d
+    return out
+
+
+def sgd_hyperparameters(optimizer: torch.optim.Optimizer, params: Mapping[str, Tensor]) -> dict:
+    """lr, momentum, weight decay, dampening, nesterov and the momentum buffers of the real
+    optimiser (one SGD parameter group), for :func:`sgd_lookahead`."""
+    if not isinstance(optimizer, torch.optim.SGD) or len(optimizer.param_groups) != 1:
+        raise TypeError("the Meta Sampler's look-ahead replicates torch.optim.SGD with one parameter group; "
+                        f"got {type(optimizer).__name__} with {len(optimizer.param_groups)} group(s)")
+    group = optimizer.param_groups[0]
+    buffers = {name: optimizer.state.get(p, {}).get("momentum_buffer") for name, p in params.items()}
+    return dict(lr=float(group["lr"]), momentum=group["momentum"], weight_decay=group["weight_decay"],
+                dampening=group["dampening"], nesterov=group["nesterov"], momentum_buffers=buffers)
+
+
+def meta_gradient(head: nn.Module, features: Tensor, targets: Tensor, sample_weights: Tensor, meta_features: Tensor,
+                  meta_targets: Tensor, *, inner_loss: PerSampleLoss, wrt: Sequence[Tensor], lr: float,
+                  momentum: float = 0.0, weight_decay: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
+                  momentum_buffers: Mapping[str, Tensor | None] | None = None) -> tuple[list[Tensor], Tensor]:
+    """d(meta loss)/d(wrt) through a one-step look-ahead of ``head`` (Eq. 9-10 of the paper).
+
+    Args:
+        head: the classifier being trained, (B, D) features -> (B, C) logits (not DDP-wrapped).
+        features, targets: the sampled batch, (B, D) detached backbone features and (B,) labels.
+        sample_weights: (B,) straight-through weights, value 1, differentiable in ``wrt``.
+        meta_features, meta_targets: (M, D), (M,) class-balanced meta batch.
+        inner_loss: per-sample training loss, (B, C), (B,) -> (B,) (Balanced Softmax in BALMS).
+        wrt: the tensors to differentiate (the sampler logits).
+        lr ... momentum_buffers: those of the real SGD step (see :func:`sgd_hyperparameters`).
+
+    Returns the gradients (one per ``wrt``) and the meta loss (averaged over ranks).
+    """
+    params = {n: p for n, p in head.named_parameters() if p.requires_grad}
+    logits = functional_call(head, params, (features,))
+    inner = (inner_loss(logits, targets) * sample_weights).mean()
+    grads = torch.autograd.grad(inner, list(params.values()), create_graph=True)
+    world = dist.get_world_size() if dist_utils.is_distributed() else 1
+    if world > 1:
+        # value: the rank-averaged gradient the real update will use; graph: this rank's share (1/W)
+        grads = [g / world + (_all_reduce(g.detach()) / world - g.detach() / world) for g in grads]
+    stepped = sgd_lookahead(params, dict(zip(params, grads)), lr=lr, momentum=momentum, weight_decay=weight_decay,
+                            dampening=dampening, nesterov=nesterov, momentum_buffers=momentum_buffers)
+    meta_loss = F.cross_entropy(functional_call(head, stepped, (meta_features,)), meta_targets)
+    if world == 1:
+        return list(torch.autograd.grad(meta_loss, list(wrt))), meta_loss.detach()
+    # d(mean_r meta_loss_r)/d(stepped), then each rank pulls it back through its own samples, summed
+    upstream = torch.autograd.grad(meta_loss, list(stepped.values()), retain_graph=True)
+    upstream = [_all_reduce(u) / world for u in upstream]
+    out = torch.autograd.grad(list(stepped.values()), list(wrt), grad_outputs=upstream)
+    return [_all_reduce(g) for g in out], _all_reduce(meta_loss.detach()) / world
+
+
+def _all_reduce(t: Tensor) -> Tensor:
+    t = t.clone()
+    dist.all_reduce(t)
+    return t
+
+
+@dataclass
+class MetaStepHook:
+    """The bilevel step as a ``train_one_epoch`` step hook, run before every real update.
+
+    Args:
+        head: the classifier trained in stage 2 (unwrapped, features -> logits).
+        sampler_logits: the :class:`MetaSamplerLogits` the batches were drawn from.
+        meta_optimizer: Adam over ``sampler_logits.parameters()``.
+        optimizer: the real SGD optimiser of ``head`` (its lr and momentum buffers are read each step).
+        inner_loss: per-sample training loss (Balanced Softmax's ``per_sample``).
+        current_draw: returns the :class:`MetaDraw` of the batch being trained on.
+        meta_batches: iterator of (meta features (M, D), meta labels (M,)).
+        temperature: Gumbel-softmax temperature of the straight-through weights (paper: 1).
+    """
+
+    head: nn.Module
+    sampler_logits: MetaSamplerLogits
+    meta_optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer
+    inner_loss: PerSampleLoss
+    current_draw: Callable[[], MetaDraw]
+    meta_batches: Callable[[], Iterator[tuple[Tensor, Tensor]]]
+    temperature: float = 1.0
+    last_meta_loss: float = float("nan")
+
+    def __post_init__(self) -> None:
+        self._meta_iter: Iterator[tuple[Tensor, Tensor]] | None = None
+
+    def reset(self) -> None:
+        """Start a new epoch's meta stream (call after the meta sampler's ``set_epoch``)."""
+        self._meta_iter = self.meta_batches()
+
+    def _next_meta_batch(self) -> tuple[Tensor, Tensor]:
+        if self._meta_iter is None:
+            self.reset()
+        try:
+            return next(self._meta_iter)
+        except StopIteration:  # the stream is sized to the epoch; wrap around if a caller runs longer
+            self.reset()
+            return next(self._meta_iter)
+
+    def __call__(self, features: Tensor, targets: Tensor, global_step: int) -> None:
+        draw = self.current_draw()
+        if not torch.equal(draw.classes.to(targets.device), targets):
+            raise RuntimeError("the batch does not match the Meta Sampler's last draw: iterate the MetaSampler "
+                               "in the training loop (no prefetching loader in between)")
+        meta_x, meta_y = (t.to(features.device, non_blocking=True) for t in self._next_meta_batch())
+        weights = self.sampler_logits.straight_through(draw.classes, draw.gumbel, self.temperature)
+        params = {n: p for n, p in self.head.named_parameters() if p.requires_grad}
+        grads, meta_loss = meta_gradient(self.head, features.detach(), targets, weights, meta_x, meta_y,
+                                         inner_loss=self.inner_loss, wrt=list(self.sampler_logits.parameters()),
+                                         **sgd_hyperparameters(self.optimizer, params))
+        self.meta_optimizer.zero_grad(set_to_none=True)
+        for p, g in zip(self.sampler_logits.parameters(), grads):
+            p.grad = g
+        self.meta_optimizer.step()
+        self.last_meta_loss = float(meta_loss)
