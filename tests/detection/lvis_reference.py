@@ -73,7 +73,7 @@ def make_detections(gt: dict, *, seed: int = 0, with_masks: bool = False, crowde
     masks: the polygon moved by the same jitter), 15% with a wrong category, plus false positives per
     image in annotated, negative, not-exhaustive and unverified categories; ``crowded_images`` images
     get 400 extra detections so the per-image top-300 cut matters. Scores are uniform random."""
-    from pycocotools import mask as mask_utils
+    from faster_coco_eval.core import mask as mask_utils
 
     rng = np.random.default_rng(seed)
     images = {im["id"]: im for im in gt["images"]}

@@ -44,7 +44,7 @@ def test_equals_reference_lvis_eval(lvis_val, iou_type, seed):
 @needs_val
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
 def test_ground_truth_as_detections_scores_one(lvis_val, iou_type):
-    from pycocotools import mask as mask_utils
+    from faster_coco_eval.core import mask as mask_utils
 
     images = {im["id"]: im for im in lvis_val["images"]}
     dets = []
@@ -104,7 +104,7 @@ def test_clear_errors():
 
 
 def test_to_lvis_results_converts_torchvision_outputs():
-    from pycocotools import mask as mask_utils
+    from faster_coco_eval.core import mask as mask_utils
 
     masks = torch.zeros(2, 1, 20, 30)
     masks[0, 0, 3:11, 2:12] = 0.9

@@ -140,7 +140,7 @@ def to_lvis_results(outputs: Sequence[Mapping[str, Tensor]], image_ids: Sequence
 
 
 def _encode_masks(masks: Tensor, threshold: float) -> list[dict]:
-    from pycocotools import mask as mask_utils
+    from faster_coco_eval.core import mask as mask_utils
 
     binary = (masks.detach().cpu()[:, 0] > threshold).numpy().astype(np.uint8)  # (N, H, W)
     rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0)))

@@ -98,8 +98,8 @@ def image_path_candidates(image: Mapping[str, Any], image_root: Path) -> list[Pa
 
 
 def polygons_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """(H, W) uint8 mask of an LVIS/COCO segmentation (polygon list or RLE), via pycocotools."""
-    from pycocotools import mask as mask_utils
+    """(H, W) uint8 mask of an LVIS/COCO segmentation (polygon list or RLE), via the COCO mask API."""
+    from faster_coco_eval.core import mask as mask_utils
 
     if segmentation is None:
         raise ValueError("an annotation has no 'segmentation'; with_masks=True needs polygons or RLE")
@@ -123,7 +123,7 @@ class LvisDetection(Dataset):
 
     ``dataset[i]`` is ``(image, target)``: image (3, H, W) float32 in [0, 1]; target ``boxes`` (N, 4)
     xyxy float32, ``labels`` (N,) int64 in 1..C (0 is background), ``image_id`` int, and with
-    ``with_masks=True`` ``masks`` (N, H, W) uint8 rasterised from the polygons.
+    ``with_masks=True`` ``masks`` (N, H, W) uint8 rasterised from the polygons (COCO mask API).
 
     Args:
         annotations: path of the json, or the loaded dict.
