@@ -82,6 +82,8 @@ def _add_detect(sub) -> None:
                    help="key=value override applied to every run of a suite (repeatable)")
     c.add_argument("--json-out", help="also write the table as JSON here")
     c.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    from .detect_data import add_make_data_parser
+    add_make_data_parser(dsub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                                    limit=args.limit)
                 return 0 if report["ok"] else 1
             run_stats(args.dataset, args.overrides, plot=args.plot)
+        elif args.command == "detect" and args.detect_command == "make-data":
+            from .detect_data import run_make_data
+            run_make_data(args)
         elif args.command == "detect":
             from .detect import run_detect_command
             run_detect_command(args)

@@ -99,6 +99,8 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
 
     seed_everything(cfg.seed)
     data = build.build_data(cfg)
+    if len(data.val) == 0:  # every epoch is validated, and select_on=val picks the model on it
+        raise ConfigError(f"{cfg.dataset} has an empty validation split; set val_per_class >= 1")
     model = build.build_model(cfg, data).to(info.device)
     loss_fn = build.build_loss(cfg, data).to(info.device)
     if cfg.sampler == "meta" and not cfg.init_from:

@@ -75,6 +75,14 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     return value / dist.get_world_size()
 
 
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy ``src``'s buffers (e.g. BatchNorm running statistics) to every rank, in place."""
+    if not is_distributed():
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=src)
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True if ``flag`` is true on any rank (so all ranks stop together instead of hanging)."""
     if not is_distributed():

@@ -81,24 +81,44 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple
     """Logits (N, C) and targets (N,) over the loader's dataset, in dataset order.
 
     Under DDP the loader must use :class:`longtail.samplers.SequentialShardSampler` (rank r holds
-    indices r, r + W, ...); the shards are gathered and put back in order on every rank.
+    indices r, r + W, ...); the shards are gathered and put back in order on every rank. It is then
+    a collective call (every rank must make it), which also gives every rank rank 0's buffers.
     """
+    model = _evaluation_module(model)
     model.eval()
     logits, targets = [], []
     for inputs, y in loader:
         logits.append(model(inputs.to(device, non_blocking=True)).float().cpu())
         targets.append(y.cpu())
-    out = torch.cat(logits) if logits else torch.empty(0)
+    out = torch.cat(logits) if logits else None
     tgt = torch.cat(targets) if targets else torch.empty(0, dtype=torch.long)
     if not dist_utils.is_distributed():
-        return out, tgt
-    shards = dist_utils.all_gather_objects((out, tgt))
+        return (out if out is not None else torch.empty(0, 0)), tgt
+    return _interleave(dist_utils.all_gather_objects((out, tgt)))
+
+
+def _evaluation_module(model: nn.Module) -> nn.Module:
+    """Under DDP, every rank evaluates with rank 0's buffers, broadcast explicitly, whether it is given
+    the DDP wrapper or the bare module. After training each rank holds the BatchNorm statistics of its
+    own last batch, and rank 0's are the ones saved; DDP's forward would broadcast them on the first
+    eval batch only, a collective that hangs if a rank has no eval batch at all."""
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
+    dist_utils.broadcast_buffers(model)
+    return model
+
+
+def _interleave(shards: list[tuple[Tensor | None, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Rank r's shard holds dataset indices r, r + W, ...: put them back in dataset order. A rank
+    with no sample (dataset smaller than the world) sends ``None`` logits."""
     world = len(shards)
-    total = sum(s[1].numel() for s in shards)
-    full_logits = torch.empty(total, shards[0][0].shape[1])
+    num_classes = next((lg.shape[1] for lg, _ in shards if lg is not None), 0)
+    total = sum(tg.numel() for _, tg in shards)
+    full_logits = torch.empty(total, num_classes)
     full_targets = torch.empty(total, dtype=torch.long)
     for rank, (lg, tg) in enumerate(shards):
-        full_logits[rank::world] = lg
+        if lg is not None:
+            full_logits[rank::world] = lg
         full_targets[rank::world] = tg
     return full_logits, full_targets
 
