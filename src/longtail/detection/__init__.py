@@ -6,9 +6,15 @@ from .heads import DETECTION_HEADS, DetectionClassification, SoftmaxClassificati
 from .models import create_detector, load_detector_weights, reset_class_logits
 from .roi_heads import LongTailRoIHeads
 from .sigmoid_balanced import MetaReweighter, SigmoidBalancedSoftmax, SigmoidCrossEntropy
+# LVIS data and evaluation (the evaluation module imports faster-coco-eval only when called)
+from .evaluation import evaluate_lvis, to_lvis_results
+from .lvis import CategoryStats, LvisDetection, collate_detection, load_lvis_category_stats
+from .synthetic import make_synthetic_lvis
 
 __all__ = [
     "BalancedGroupSoftmax", "DETECTION_HEADS", "DetectionClassification", "SoftmaxClassification", "create_head",
     "register_head", "create_detector", "load_detector_weights", "reset_class_logits", "LongTailRoIHeads",
     "MetaReweighter", "SigmoidBalancedSoftmax", "SigmoidCrossEntropy",
+    "evaluate_lvis", "to_lvis_results", "CategoryStats", "LvisDetection", "collate_detection",
+    "load_lvis_category_stats", "make_synthetic_lvis",
 ]

@@ -6,10 +6,12 @@ from .class_balanced import ClassBalancedSampler, ClassIndex
 from .meta import MetaDraw, MetaSampler, MetaSamplerLogits
 from .weighted import WeightedSampler, class_power_weights
 from .progressive import ProgressivelyBalancedSampler
+from .repeat_factor import RepeatFactorSampler, category_repeat_factors, lvis_repeat_factors
 from .registry import SAMPLERS, create_sampler, register_sampler
 from .square_root import ClassProbabilitySampler, SquareRootSampler, class_probabilities
 
 __all__ = ["RandomSampler", "SequentialShardSampler", "ShardedSampler", "as_labels", "SAMPLERS",
            "create_sampler", "register_sampler", "ClassBalancedSampler", "ClassIndex", "MetaDraw", "MetaSampler",
            "MetaSamplerLogits", "WeightedSampler", "class_power_weights",
-           "ProgressivelyBalancedSampler", "ClassProbabilitySampler", "SquareRootSampler", "class_probabilities"]
+           "ProgressivelyBalancedSampler", "ClassProbabilitySampler", "SquareRootSampler", "class_probabilities",
+           "RepeatFactorSampler", "category_repeat_factors", "lvis_repeat_factors"]
