@@ -15,7 +15,8 @@ from longtail.cli.detect_data import PRESET_NAMES
 from longtail.cli.main import main
 from longtail.data.sources import DatasetNotFoundError, default_data_root, load_fashion_mnist
 from longtail.detection.lvis import frequency_of, load_lvis_category_stats, polygons_to_mask
-from longtail.detection.synthetic import PRESETS, TINTS, class_table, lvis_profile_counts, make_synthetic_lvis
+from longtail.detection.synthetic import (PRESETS, TINTS, class_table, lvis_profile_counts, make_synthetic_lvis,
+                                         suggested_bin_edges)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +47,12 @@ def test_profile_follows_lvis_v1():
     # at the default scale every BAGS bin [1,10), [10,100), [100,1000), [1000,inf) is populated
     assert tuple(np.histogram(counts, [1, 10, 100, 1000, np.inf])[0]) == (60, 34, 24, 2)
     assert counts.sum() == 12023
+    assert suggested_bin_edges(10) == (10, 100, 1000) and suggested_bin_edges(60) == (2, 17, 167)
     with pytest.raises(ValueError, match="scale"):
         lvis_profile_counts(120, 0)
 
 
+@pytest.mark.slow
 def test_deterministic_from_the_seed(fashion_root, tmp_path):
     a = make_synthetic_lvis(tmp_path / "a", size="ci", scale=2000, seed=3, data_root=fashion_root)
     b = make_synthetic_lvis(tmp_path / "b", size="ci", scale=2000, seed=3, data_root=fashion_root)
@@ -79,6 +82,10 @@ def test_ci_preset_is_an_lvis_style_long_tail(fashion_root, tmp_path):
         assert c["frequency"] == frequency_of(imgs[c["id"]])
     assert all(summary["train"]["frequency_groups"][f] > 0 for f in "rcf"), "every r/c/f group populated"
     assert list(summary["train"]["bags_bins"].values())[:3] == [88, 26, 6]
+    # the paper's edges x 10 / scale give the default preset's groups (60 / 34 / 24 / 2 at scale 10)
+    assert summary["train"]["suggested_bin_edges"] == [2, 17, 167]
+    assert list(summary["train"]["bags_bins_at_suggested_edges"].values()) == [59, 35, 24, 2]
+    assert train["info"]["suggested_bags_bin_edges"] == [2, 17, 167]
     # val: balanced, with the train frequencies (APr/APc/APf need them)
     assert set(Counter(a["category_id"] for a in val["annotations"]).values()) == {PRESETS["ci"].val_per_class}
     assert [c["frequency"] for c in val["categories"]] == [c["frequency"] for c in cats]

@@ -49,5 +49,8 @@ def run_make_data(args: argparse.Namespace) -> dict:
     table.add_row("frequency groups r / c / f", " / ".join(str(v) for v in train["frequency_groups"].values()))
     for edges, n in train["bags_bins"].items():
         table.add_row(f"BAGS bin {edges}", str(n))
+    if train["suggested_bin_edges"] != [10, 100, 1000]:
+        table.add_row(f"BAGS bins at bin_edges={tuple(train['suggested_bin_edges'])}",
+                      " / ".join(str(v) for v in train["bags_bins_at_suggested_edges"].values()))
     Console(highlight=False).print(table)
     return summary

@@ -256,20 +256,31 @@ def make_synthetic_lvis(out_dir: str | Path, *, size: str = "default", scale: fl
         cats = _categories(anns, _image_counts(anns, num_classes), train_images)
         info = {"description": f"longtail synthetic LVIS-format benchmark, {split} split: Fashion-MNIST items on "
                                "canvases, class instance counts from the LVIS v1 train profile",
-                "generator": "longtail.detection.synthetic", **summary["config"]}
+                "generator": "longtail.detection.synthetic", **summary["config"],
+                "suggested_bags_bin_edges": list(suggested_bin_edges(cfg.scale))}
         with open(out / f"lvis_{split}.json", "w") as f:
             json.dump({"info": info, "licenses": [], "images": images, "annotations": anns, "categories": cats}, f)
         summary[split] = {"images": len(images), "instances": len(anns)}
     summary["train"].update(_group_sizes(np.bincount([a["category_id"] - 1 for a in splits["train"][1]],
-                                                     minlength=num_classes), train_images))
+                                                     minlength=num_classes), train_images, cfg.scale))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
-def _group_sizes(instances: np.ndarray, images: np.ndarray) -> dict[str, Any]:
+def suggested_bin_edges(scale: float) -> tuple[int, ...]:
+    """BAGS bin edges for counts divided by ``scale``: the paper's (10, 100, 1000) x 10 / scale, so that
+    any preset gets the groups the default preset (scale 10) gets with the paper's edges."""
+    return tuple(max(2, round(e * 10 / scale)) for e in BAGS_BIN_EDGES)
+
+
+def _bins(instances: np.ndarray, edges: tuple) -> dict[str, int]:
+    bounds = (1, *edges, np.inf)
+    return {f"[{lo},{hi})": int(((instances >= lo) & (instances < hi)).sum()) for lo, hi in zip(bounds[:-1], bounds[1:])}
+
+
+def _group_sizes(instances: np.ndarray, images: np.ndarray, scale: float) -> dict[str, Any]:
     freq = [frequency_of(int(n)) for n in images]
-    edges = (0, *BAGS_BIN_EDGES, np.inf)
     return {"frequency_groups": {f: freq.count(f) for f in FREQUENCIES},
-            "bags_bins": {f"[{lo},{hi})": int(((instances >= lo) & (instances < hi)).sum())
-                          for lo, hi in zip(edges[:-1], edges[1:])},
+            "bags_bins": _bins(instances, BAGS_BIN_EDGES), "suggested_bin_edges": list(suggested_bin_edges(scale)),
+            "bags_bins_at_suggested_edges": _bins(instances, suggested_bin_edges(scale)),
             "max_instances": int(instances.max()), "min_instances": int(instances.min())}
