@@ -115,6 +115,8 @@ def test_clear_errors_and_degenerate_boxes(generated, tmp_path):
     bad["annotations"][0]["image_id"] = 10**9
     with pytest.raises(ValueError, match="image id"):
         LvisDetection(bad, out)
+    with pytest.raises(ValueError, match="1 duplicate image id"):
+        LvisDetection({**data, "images": data["images"] + data["images"][:1]}, out)
     with pytest.raises(FileNotFoundError, match=f"{len(data['images'])} of {len(data['images'])} images are missing"):
         LvisDetection(data, tmp_path)
     degenerate = copy.deepcopy(data)

@@ -153,6 +153,8 @@ class LvisDetection(Dataset):
         self.class_names = [str(c.get("name", c["id"])) for c in cats]
         self.images = list(data["images"])
         self.image_ids = [int(im["id"]) for im in self.images]
+        if len(set(self.image_ids)) != len(self.image_ids):
+            raise ValueError(f"the json lists {len(self.image_ids) - len(set(self.image_ids))} duplicate image id(s)")
         self.neg_category_ids = [list(im.get("neg_category_ids", [])) for im in self.images]
         self.not_exhaustive_category_ids = [list(im.get("not_exhaustive_category_ids", [])) for im in self.images]
         self._anns, self.skipped_degenerate = self._index_annotations(data["annotations"])
