@@ -86,6 +86,25 @@ def _add_detect(sub) -> None:
     add_make_data_parser(dsub)
 
 
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="methods x imbalance factors x seeds from a suite YAML, with tables and plots",
+                       description="Run (or continue) a benchmark suite, e.g. longtail bench configs/suites/ci.yaml. "
+                                   "Finished runs are skipped and interrupted ones resumed; results.md/.csv/.json and "
+                                   "plots are written into the suite's output folder.")
+    p.add_argument("suite", help="suite YAML (configs/suites/*.yaml)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides applied to every training run (e.g. device=cuda)")
+    p.add_argument("--output-dir", default=None, help="where runs and results go (default: the suite's output_dir)")
+    p.add_argument("--report-only", action="store_true", help="only rewrite tables and plots from finished runs")
+    p.add_argument("--verbose", action="store_true", help="print every epoch of every run")
+
+
+def _add_posthoc(sub) -> None:
+    p = sub.add_parser("posthoc", help="post-hoc logit adjustment or tau-normalisation of a finished run, tau on val",
+                       description="Example: longtail posthoc configs/fashion_mnist_lt/tau_norm.yaml from_run=runs/ce")
+    p.add_argument("config", help="posthoc YAML (method: tau_norm | logit_adjust), or key=value only")
+    p.add_argument("overrides", nargs="*", help="key=value overrides (from_run=..., name=..., tau=1.0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="longtail", description="Long-tailed visual recognition: train, evaluate and "
                                      "compare Balanced Softmax, BALMS, BAGS and the baselines.")
@@ -95,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_demo(sub)
     _add_detect(sub)
+    _add_bench(sub)
+    _add_posthoc(sub)
     return parser
 
 
@@ -131,6 +152,18 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "detect":
             from .detect import run_detect_command
             run_detect_command(args)
+        elif args.command == "bench":
+            from .bench import run_bench
+            summary = run_bench(args.suite, output_dir=args.output_dir, overrides=tuple(args.overrides),
+                                verbose=args.verbose, report_only=args.report_only)
+            return 1 if summary["failed"] else 0
+        elif args.command == "posthoc":
+            from .config import load_config
+            from .posthoc import PosthocConfig, run_posthoc
+            config, overrides = args.config, list(args.overrides)
+            if "=" in config:  # no file, only overrides
+                overrides, config = [config] + overrides, None
+            run_posthoc(load_config(PosthocConfig, config, overrides))
         elif args.command == "demo":
             from .demo import run_demo
             run_demo(args.output_dir, seeds=args.seeds, epochs=args.epochs, configs=args.configs,

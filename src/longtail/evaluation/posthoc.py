@@ -58,5 +58,6 @@ def select_tau(logits_for: Callable[[float], Tensor], val_targets: Tensor, class
         raise ValueError("the tau grid is empty")
     scores = {float(t): shot_accuracy(logits_for(float(t)).argmax(1), val_targets, class_counts)["mean_class"]
               for t in grid}
-    best = max(scores, key=lambda t: (scores[t], -t))
+    # rounding: accuracies that differ only by float summation noise count as ties
+    best = max(scores, key=lambda t: (round(scores[t], 9), -t))
     return best, scores

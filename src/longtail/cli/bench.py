@@ -1,0 +1,294 @@
+"""`longtail bench SUITE.yaml`: methods x imbalance factors x seeds, side by side.
+
+A suite YAML names the grid; each method is a `longtail train` config (plus overrides) or a
+`longtail posthoc` config, and a decoupled stage-2 / post-hoc method names the method it starts
+from (``from``), whose run of the same imbalance factor and seed it uses::
+
+    name: fashion_mnist_lt
+    output_dir: runs/bench/fashion_mnist_lt
+    imbalance_factors: [10, 100, 200]
+    seeds: [0, 1, 2]
+    overrides: [epochs=12]            # every training run
+    methods:
+      - {name: ce, label: CE, config: configs/fashion_mnist_lt/ce.yaml}
+      - {name: tau_norm, posthoc: configs/fashion_mnist_lt/tau_norm.yaml, from: ce}
+      - {name: crt, config: configs/fashion_mnist_lt/crt.yaml, from: ce, overrides: [epochs=5]}
+
+Runs go to OUTPUT_DIR/runs/if<IF>/seed<S>/<method>. Finished runs (metrics.json ``finished``) are
+skipped, interrupted ones resumed from their checkpoint, so re-running the command continues where
+it stopped. Every config is built and every existing run checked against it before anything runs.
+After each run the results table (results.md / .csv / .json) and plots are rewritten
+(:mod:`longtail.cli.bench_report`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from rich.console import Console
+
+from ..engine import NonFiniteLossError
+from . import bench_report
+from .config import ConfigError, TrainConfig, load_config, parse_overrides, to_dict
+from .posthoc import PosthocConfig, run_posthoc
+from .train import CHECKPOINT, METRICS, run_training
+
+console = Console(highlight=False)
+SUITE_KEYS = ("name", "title", "output_dir", "imbalance_factors", "seeds", "overrides", "methods")
+METHOD_KEYS = ("name", "label", "config", "posthoc", "from", "overrides")
+# keys that may differ between a finished run and the suite without changing what it computed (the
+# stage-1 paths follow from the run's place in the grid)
+IGNORED_KEYS = ("device", "num_workers", "eval_batch_size", "output_dir", "data_root", "init_from", "from_run")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    label: str
+    config: Path
+    kind: str  # "train" | "posthoc"
+    stage1: str | None = None
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    title: str
+    path: Path
+    output_dir: Path
+    imbalance_factors: tuple[float, ...]
+    seeds: tuple[int, ...]
+    overrides: tuple[str, ...]
+    methods: tuple[MethodSpec, ...]
+
+    @property
+    def num_runs(self) -> int:
+        return len(self.imbalance_factors) * len(self.seeds) * len(self.methods)
+
+
+@dataclass
+class Run:
+    """One cell of the grid, with its fully resolved config."""
+
+    imbalance_factor: float
+    seed: int
+    method: MethodSpec
+    config: TrainConfig | PosthocConfig
+    run_dir: Path
+    stage1_dir: Path | None = None
+    status: str = "pending"  # finished | partial | pending | failed
+    error: str | None = None
+    seconds: float | None = None
+
+
+def if_tag(imbalance_factor: float) -> str:
+    return f"{imbalance_factor:g}"
+
+
+def _strings(value: Any, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and "=" in v for v in value):
+        raise ConfigError(f"{what} must be a list of 'key=value' strings, e.g. [epochs=10], got {value!r}")
+    return tuple(value)
+
+
+def _find(path_text: str, suite_path: Path) -> Path:
+    """A config path as written (relative to the working directory), else relative to the repository
+    that holds the suite (configs/suites/x.yaml -> the folder above configs/)."""
+    path = Path(path_text)
+    if path.is_file():
+        return path
+    for base in suite_path.resolve().parents:
+        if (base / path).is_file():
+            return base / path
+    raise ConfigError(f"{suite_path}: config file {path_text} does not exist (paths are relative to the repository root)")
+
+
+def load_suite(path: str | Path, output_dir: str | None = None) -> Suite:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"suite file {path} does not exist (suites live under configs/suites/)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping with keys {list(SUITE_KEYS)}")
+    unknown = sorted(set(raw) - set(SUITE_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown suite key(s) {unknown}; known: {list(SUITE_KEYS)}")
+    factors, seeds = raw.get("imbalance_factors"), raw.get("seeds", [0])
+    if not isinstance(factors, list) or not factors or not all(isinstance(f, (int, float)) and f >= 1 for f in factors):
+        raise ConfigError(f"{path}: imbalance_factors must be a non-empty list of numbers >= 1, got {factors!r}")
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"{path}: seeds must be a non-empty list of integers, got {seeds!r}")
+    methods, names = [], set()
+    for i, entry in enumerate(raw.get("methods") or []):
+        where = f"{path}: methods[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ConfigError(f"{where} must be a mapping with a name, e.g. {{name: ce, config: configs/...}}")
+        bad = sorted(set(entry) - set(METHOD_KEYS))
+        if bad:
+            raise ConfigError(f"{where} ({entry['name']}): unknown key(s) {bad}; known: {list(METHOD_KEYS)}")
+        name = entry["name"]
+        if name in names:
+            raise ConfigError(f"{where}: method name {name!r} is used twice")
+        if ("config" in entry) == ("posthoc" in entry):
+            raise ConfigError(f"{where} ({name}): give exactly one of config (a training run) or posthoc")
+        stage1 = entry.get("from")
+        if stage1 is not None and stage1 not in names:
+            raise ConfigError(f"{where} ({name}): from: {stage1!r} must name a method listed before it")
+        if "posthoc" in entry and stage1 is None:
+            raise ConfigError(f"{where} ({name}): a posthoc method needs from: <the stage-1 method>")
+        kind = "posthoc" if "posthoc" in entry else "train"
+        methods.append(MethodSpec(name=name, label=str(entry.get("label", name)), kind=kind, stage1=stage1,
+                                  config=_find(entry["posthoc"] if kind == "posthoc" else entry["config"], path),
+                                  overrides=_strings(entry.get("overrides"), f"{where} overrides")))
+        names.add(name)
+    if not methods:
+        raise ConfigError(f"{path}: the suite lists no methods")
+    name = str(raw.get("name", path.stem))
+    return Suite(name=name, title=str(raw.get("title", name)), path=path,
+                 output_dir=Path(output_dir or raw.get("output_dir") or f"runs/bench/{name}"),
+                 imbalance_factors=tuple(float(f) for f in factors), seeds=tuple(seeds),
+                 overrides=_strings(raw.get("overrides"), f"{path}: overrides"), methods=tuple(methods))
+
+
+def plan(suite: Suite, extra_overrides: tuple[str, ...] = ()) -> list[Run]:
+    """Every run of the grid, seed-major (so partial results cover every setting early), each with
+    its resolved config; a bad config or option is an error here, before anything trains."""
+    runs = []
+    for seed in suite.seeds:
+        for factor in suite.imbalance_factors:
+            cell = suite.output_dir / "runs" / f"if{if_tag(factor)}" / f"seed{seed}"
+            for m in suite.methods:
+                stage1_dir = cell / m.stage1 if m.stage1 else None
+                where = f"{m.name} (IF {if_tag(factor)}, seed {seed})"
+                if m.kind == "posthoc":
+                    cfg = _load(PosthocConfig, m.config, list(m.overrides) + [
+                        f"output_dir={cell}", f"name={m.name}", f"from_run={stage1_dir}"], where)
+                else:
+                    stage2 = [f"init_from={stage1_dir}"] if stage1_dir else []
+                    cfg = _load(TrainConfig, m.config, list(suite.overrides) + list(m.overrides) + list(extra_overrides)
+                                + [f"imbalance_factor={factor}", f"seed={seed}", f"output_dir={cell}",
+                                   f"name={m.name}"] + stage2, where)
+                runs.append(Run(factor, seed, m, cfg, cell / m.name, stage1_dir))
+    return runs
+
+
+def _load(cls, config: Path, overrides: list[str], where: str):
+    try:
+        parse_overrides(overrides)
+        return load_config(cls, config, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def check_existing(run: Run) -> str:
+    """'finished', 'partial' (a checkpoint to resume) or 'pending'. A run made with other settings
+    is an error: the suite never mixes results of different configs silently."""
+    saved_path = run.run_dir / "config.yaml"
+    if saved_path.is_file():
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+        current = to_dict(run.config)
+        changed = sorted(k for k in saved.keys() & current.keys() if k not in IGNORED_KEYS and saved[k] != current[k])
+        if changed:
+            diff = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in changed)
+            raise ConfigError(f"{run.run_dir} was made with other settings ({diff}). Delete that run directory to "
+                              f"redo it with the suite's settings, or give the bench another --output-dir")
+    metrics_path = run.run_dir / METRICS
+    if metrics_path.is_file():
+        try:
+            if json.loads(metrics_path.read_text()).get("finished"):
+                return "finished"
+        except json.JSONDecodeError:
+            pass  # a torn file from a kill: the run is redone or resumed
+    return "partial" if (run.run_dir / CHECKPOINT).is_file() else "pending"
+
+
+def _execute(run: Run, verbose: bool) -> dict:
+    if isinstance(run.config, PosthocConfig):
+        return run_posthoc(run.config, quiet=not verbose)
+    return run_training(run.config, resume=run.status == "partial", quiet=not verbose)
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def run_bench(suite_path: str | Path, *, output_dir: str | None = None, overrides: tuple[str, ...] = (),
+              verbose: bool = False, report_only: bool = False,
+              after_run: Callable[[Run], None] | None = None) -> dict:
+    """Run (or continue) the suite; returns the results summary. ``after_run(run)`` is called after
+    every executed run (tests use it to interrupt)."""
+    suite = load_suite(suite_path, output_dir)
+    runs = plan(suite, tuple(overrides))
+    for run in runs:
+        run.status = check_existing(run)
+    todo = [r for r in runs if r.status != "finished"]
+    suite.output_dir.mkdir(parents=True, exist_ok=True)
+    console.print(f"[bold]{suite.title}[/]: {len(suite.methods)} methods x IF {list(map(if_tag, suite.imbalance_factors))} "
+                  f"x seeds {list(suite.seeds)} = {len(runs)} runs; {len(runs) - len(todo)} finished earlier, "
+                  f"{len(todo)} to run -> {suite.output_dir}")
+    if not report_only:
+        _run_all(suite, runs, todo, verbose, after_run)
+    summary = bench_report.write_report(suite, runs)
+    failed = [r for r in runs if r.status == "failed"]
+    for r in failed:
+        console.print(f"[red]failed[/]: {r.run_dir}: {r.error}")
+    console.print(f"results -> {suite.output_dir / 'results.md'} (.csv, .json, plots)")
+    return {**summary, "failed": [str(r.run_dir) for r in failed]}
+
+
+def _run_all(suite: Suite, runs: list[Run], todo: list[Run], verbose: bool, after_run) -> None:
+    durations: dict[str, list[float]] = {}
+    start = time.perf_counter()
+    for k, run in enumerate(todo, 1):
+        tag = f"[{k}/{len(todo)}] IF {if_tag(run.imbalance_factor)} seed {run.seed} {run.method.name}"
+        if run.stage1_dir is not None:
+            stage1 = next(r for r in runs if r.run_dir == run.stage1_dir)
+            if stage1.status != "finished":
+                run.status, run.error = "failed", f"its stage-1 run {stage1.run_dir} did not finish"
+                console.print(f"{tag}: [red]skipped[/], {run.error}")
+                continue
+        console.print(f"{tag}: {'resuming' if run.status == 'partial' else 'running'} ...")
+        t0 = time.perf_counter()
+        try:
+            metrics = _execute(run, verbose)
+        except KeyboardInterrupt:
+            bench_report.write_report(suite, runs, plots=False)
+            console.print("interrupted: finished runs are kept; run the same command again to continue")
+            raise
+        except ConfigError:  # a mistake in the suite's configs: every seed would hit it, so stop
+            raise
+        except (NonFiniteLossError, RuntimeError, ValueError) as err:  # one bad run does not stop the suite
+            run.status, run.error = "failed", f"{type(err).__name__}: {err}"
+            console.print(f"{tag}: [red]failed[/] ({run.error})")
+        else:
+            run.status, run.seconds = "finished", time.perf_counter() - t0
+            durations.setdefault(run.method.name, []).append(run.seconds)
+            test = metrics["test"]
+            remaining = sum(_estimate(r, durations) for r in todo[k:] if r.status != "finished")
+            console.print(f"{tag}: done in {_fmt_seconds(run.seconds)}, test overall "
+                          f"{100 * test['mean_class']:.2f} few {bench_report.pct(test['few'])}; elapsed "
+                          f"{_fmt_seconds(time.perf_counter() - start)}, about {_fmt_seconds(remaining)} left")
+        bench_report.write_report(suite, runs, plots=False)
+        if after_run is not None:
+            after_run(run)
+
+
+def _estimate(run: Run, durations: dict[str, list[float]]) -> float:
+    """Seconds a run will take: the mean of the same method's runs so far, else of all runs so far."""
+    same = durations.get(run.method.name)
+    if same:
+        return sum(same) / len(same)
+    every = [s for v in durations.values() for s in v]
+    return sum(every) / len(every) if every else 0.0

@@ -1,0 +1,124 @@
+"""`longtail posthoc CONFIG from_run=RUN_DIR`: a post-hoc correction of a finished stage-1 run, with
+its one hyper-parameter tau chosen on the validation split (never on test).
+
+- ``method: logit_adjust``: predict argmax z - tau log p (Menon et al., ICLR 2021, Eq. 9).
+- ``method: tau_norm``: logits with class vectors w_j / ||w_j||^tau, bias dropped (Kang et al., ICLR
+  2020, Sec. 4.2).
+
+The result is a run directory like a training run's: config.yaml and metrics.json (``finished``,
+``test`` at the chosen tau, ``test_plain`` of the uncorrected stage-1 weights, and the val score of
+every tau), so `longtail bench` tabulates it beside the trained methods.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+import yaml
+from rich.console import Console
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from ..engine import distributed as dist_utils
+from ..engine import load_checkpoint
+from ..evaluation import posthoc_adjusted_logits, select_tau, shot_accuracy, tau_grid, tau_norm_logits
+from . import build
+from .config import ConfigError, to_dict
+from .evaluate import load_run_config, locate
+from .train import METRICS, write_json_atomic
+
+console = Console(highlight=False)
+METHODS = ("logit_adjust", "tau_norm")
+
+
+@dataclass
+class PosthocConfig:
+    # --- run ---
+    name: Optional[str] = None  # run directory name (default: the config file's stem)
+    output_dir: str = "runs"
+    from_run: Optional[str] = None  # the finished stage-1 run directory (its best.pt is used)
+    device: str = "auto"
+    eval_batch_size: int = 512
+    # --- method ---
+    method: str = "tau_norm"  # logit_adjust | tau_norm
+    tau: Optional[float] = None  # fixed tau; None: the best on val over tau_min, tau_min + tau_step, ..., tau_max
+    tau_min: float = 0.0
+    tau_max: float = 2.0
+    tau_step: float = 0.1
+
+
+@torch.no_grad()
+def features_and_targets(model: nn.Module, dataset, batch_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Backbone features (N, D) and targets (N,) of ``dataset`` in order, model in eval mode."""
+    model.eval()
+    feats, targets = [], []
+    for x, y in DataLoader(dataset, batch_size=batch_size):
+        feats.append(model.features(x.to(device)).float().cpu())
+        targets.append(torch.as_tensor(y))
+    return torch.cat(feats), torch.cat(targets)
+
+
+def _corrected_logits(method: str, head: nn.Module, feats: Tensor, counts: list[int], tau: float) -> Tensor:
+    if method == "tau_norm":
+        return tau_norm_logits(feats, head.weight.detach().float().cpu(), tau)
+    with torch.no_grad():
+        logits = head.cpu()(feats)
+    return posthoc_adjusted_logits(logits, counts, tau)
+
+
+def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
+    """Apply ``cfg.method`` to ``cfg.from_run``; returns the metrics dict (also in metrics.json)."""
+    if cfg.method not in METHODS:
+        raise ConfigError(f"method must be one of {METHODS}, got {cfg.method!r}")
+    if not cfg.from_run:
+        raise ConfigError("give the stage-1 run: from_run=<run directory>, e.g. from_run=runs/ce")
+    if not cfg.name:
+        raise ConfigError("the run needs a name: pass name=... (a config file gives its stem by default)")
+    say = (lambda *a: None) if quiet else console.print
+    stage1_dir, weights = locate(cfg.from_run)
+    train_cfg = load_run_config(stage1_dir)
+    if train_cfg.init_from:
+        raise ConfigError(f"{stage1_dir} is a stage-2 run; post-hoc corrections apply to a stage-1 run")
+    device = dist_utils.resolve_device(cfg.device)
+    data = build.build_data(train_cfg)
+    model = build.build_model(train_cfg, data).to(device)
+    model.load_state_dict(load_checkpoint(weights)["model"])
+    head = model.head
+    if cfg.method == "tau_norm" and type(head) is not nn.Linear:
+        raise ConfigError(f"tau_norm rescales the rows of a linear head; {stage1_dir} has a {type(head).__name__}")
+
+    start = time.perf_counter()
+    val_feats, val_targets = features_and_targets(model, data.val, cfg.eval_batch_size, device)
+    test_feats, test_targets = features_and_targets(model, data.test, cfg.eval_batch_size, device)
+    counts = data.class_counts
+    grid = [cfg.tau] if cfg.tau is not None else tau_grid(cfg.tau_min, cfg.tau_max, cfg.tau_step)
+    best, val_scores = select_tau(lambda t: _corrected_logits(cfg.method, head, val_feats, counts, t), val_targets,
+                                  counts, grid)
+    many, few = train_cfg.many_threshold, train_cfg.few_threshold
+
+    def test_metrics(logits: Tensor) -> dict:
+        out = shot_accuracy(logits.argmax(1), test_targets, counts, many=many, few=few)
+        out["num_samples"] = int(test_targets.numel())
+        return out
+
+    test = test_metrics(_corrected_logits(cfg.method, head, test_feats, counts, best))
+    with torch.no_grad():
+        plain = test_metrics(head.cpu()(test_feats))
+    metrics = {"name": cfg.name, "dataset": train_cfg.dataset, "model": train_cfg.model, "loss": train_cfg.loss,
+               "sampler": train_cfg.sampler, "seed": train_cfg.seed, "class_counts": counts,
+               "class_names": data.class_names, "finished": True, "select_on": "val",
+               "posthoc": {"method": cfg.method, "from_run": str(stage1_dir), "weights": weights.name, "tau": best,
+                           "val_mean_class": val_scores},
+               "test": test, "test_plain": plain, "seconds": time.perf_counter() - start,
+               "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    run_dir = Path(cfg.output_dir) / cfg.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    write_json_atomic(metrics, run_dir / METRICS)
+    say(f"[bold]{cfg.name}[/]: {cfg.method} on {stage1_dir}, tau {best:g} (val mean-class {100 * val_scores[best]:.2f}); "
+        f"test mean-class {100 * test['mean_class']:.2f} (uncorrected {100 * plain['mean_class']:.2f}) -> {run_dir}")
+    return metrics
