@@ -34,14 +34,16 @@ def balanced_softmax_loss(logits: Tensor, target: Tensor, class_counts: Sequence
     # counts go straight to float64: torch.as_tensor(list of floats) would round them to float32 first
     prior = log_prior(class_counts, zero_counts)
     check_logits_target(logits, target, prior.numel())
-    per_sample = _shifted_cross_entropy(logits, target, prior.to(logits.device, logits.dtype))
+    absent = bool(torch.isinf(prior).any())  # decided on the CPU copy: no device sync per call
+    per_sample = _shifted_cross_entropy(logits, target, prior.to(logits.device, logits.dtype), absent)
     return reduce_loss(per_sample, check_reduction(reduction))
 
 
-def _shifted_cross_entropy(logits: Tensor, target: Tensor, shift: Tensor) -> Tensor:
-    if torch.isinf(shift).any() and torch.isinf(shift[target]).any():
-        absent = sorted(set(target[torch.isinf(shift[target])].tolist()))
-        raise ValueError(f"targets name classes {absent} whose training count is 0 (treated as absent)")
+def _shifted_cross_entropy(logits: Tensor, target: Tensor, shift: Tensor, absent: bool) -> Tensor:
+    """CE(z + shift, y), (B,). ``absent``: some shift is -inf, so targets must be checked (a sync)."""
+    if absent and torch.isinf(shift[target]).any():
+        named = sorted(set(target[torch.isinf(shift[target])].tolist()))
+        raise ValueError(f"targets name classes {named} whose training count is 0 (treated as absent)")
     return F.cross_entropy(logits + shift, target, reduction="none")
 
 
@@ -63,6 +65,7 @@ class BalancedSoftmaxLoss(ClassCountLoss):
         super().__init__(class_counts, reduction=reduction, allow_zero=(zero_counts == "absent"))
         self.zero_counts = zero_counts
         self.register_buffer("log_prior", log_prior(self.class_counts, zero_counts))  # float64; cast per call
+        self.has_absent = bool(torch.isinf(self.log_prior).any())
 
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
-        return _shifted_cross_entropy(logits, target, self.log_prior.to(logits.dtype))
+        return _shifted_cross_entropy(logits, target, self.log_prior.to(logits.dtype), self.has_absent)
