@@ -44,3 +44,45 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def write_toy_lvis(folder, num_train: int = 10, num_val: int = 4, num_classes: int = 5) -> dict:
+    """Write toy samples as an LVIS-format dataset: folder/{train,val}/*.png and lvis_{train,val}.json
+    (categories with frequency, image_count, instance_count of the train split). Returns the paths."""
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(folder)
+    probs = [0.5 ** k for k in range(num_classes)]  # long-tailed
+    splits = {"train": toy_detection_samples(num_train, num_classes, seed=1, class_probs=probs),
+              "val": toy_detection_samples(num_val, num_classes, seed=2)}
+    image_counts, instance_counts = [0] * num_classes, [0] * num_classes
+    for _, t in splits["train"]:
+        for lab in set(t["labels"].tolist()):
+            image_counts[lab - 1] += 1
+        for lab in t["labels"].tolist():
+            instance_counts[lab - 1] += 1
+    freq = ["r" if n <= 10 else "c" if n <= 100 else "f" for n in image_counts]
+    categories = [{"id": k + 1, "name": f"class{k + 1}", "frequency": freq[k], "image_count": image_counts[k],
+                   "instance_count": instance_counts[k]} for k in range(num_classes)]
+    paths, ann_id = {}, 1
+    for split, samples in splits.items():
+        (folder / split).mkdir(parents=True, exist_ok=True)
+        images, anns = [], []
+        for k, (image, t) in enumerate(samples):
+            image_id = k + 1 + (1000 if split == "val" else 0)
+            name = f"{split}/{image_id:06d}.png"
+            Image.fromarray((image.permute(1, 2, 0) * 255).round().byte().numpy()).save(folder / name)
+            images.append({"id": image_id, "file_name": name, "height": 64, "width": 64, "neg_category_ids": [],
+                           "not_exhaustive_category_ids": []})
+            for box, lab in zip(t["boxes"].tolist(), t["labels"].tolist()):
+                x0, y0, x1, y1 = box
+                poly = [x0, y0, x1, y0, x1, y1, x0, y1]
+                anns.append({"id": ann_id, "image_id": image_id, "category_id": lab, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                             "area": (x1 - x0) * (y1 - y0), "segmentation": [poly]})
+                ann_id += 1
+        paths[split] = folder / f"lvis_{split}.json"
+        paths[split].write_text(json.dumps({"images": images, "annotations": anns, "categories": categories}))
+    return paths

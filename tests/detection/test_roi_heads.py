@@ -136,3 +136,23 @@ def test_keypoints_and_wrong_heads_are_rejected():
     with pytest.raises(ValueError, match="classes"):
         reset_class_logits(model, BalancedGroupSoftmax([1, 20, 200, 2000]))
     assert isinstance(model.roi_heads, LongTailRoIHeads)
+
+
+def test_matmul_roi_align_equals_torchvision_roi_align():
+    from torchvision.ops import roi_align
+
+    from longtail.detection.models import MatmulRoIAlign
+
+    g = torch.Generator().manual_seed(0)
+    feat = torch.randn(2, 8, 16, 12, dtype=torch.float64, generator=g, requires_grad=True)
+    boxes = []
+    for _ in range(2):  # includes boxes past the border and boxes under one pixel
+        xy = torch.rand(40, 2, generator=g, dtype=torch.float64) * torch.tensor([100.0, 130.0])
+        wh = torch.rand(40, 2, generator=g, dtype=torch.float64) * 50 + 0.2
+        boxes.append(torch.cat([xy, xy + wh], 1))
+    for size in (7, 14):
+        ours = MatmulRoIAlign("0", size, 2)({"0": feat}, boxes, [(128, 96)] * 2)
+        ref = roi_align(feat, boxes, size, spatial_scale=1 / 8, sampling_ratio=2, aligned=False)
+        w = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+        (g1,), (g2,) = torch.autograd.grad((ours * w).sum(), feat), torch.autograd.grad((ref * w).sum(), feat)
+        assert torch.allclose(ours, ref, atol=1e-12) and torch.allclose(g1, g2, atol=1e-12)

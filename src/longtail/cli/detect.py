@@ -134,6 +134,8 @@ def build_detector(cfg: DetectConfig, stats: dict[str, Any]) -> torch.nn.Module:
                                **cfg.detector_options)
     except TypeError as err:  # an unknown torchvision keyword in detector_options
         raise ConfigError(f"detector_options: {err}") from None
+    except (ValueError, KeyError) as err:  # a head or detector option that does not fit the data
+        raise ConfigError(f"{cfg.name}: {err.args[0] if err.args else err}") from None
 
 
 def _weights_file(target: str | Path) -> Path:
@@ -246,17 +248,15 @@ def run_detection_training(cfg: DetectConfig, *, resume: bool = False, overwrite
 
 
 def _meta_stream(train_set, cfg: DetectConfig):
-    """Endless class-balanced batches for the Meta Reweighter: images drawn with weight
-    r(I) = max_{c in I} 1 / f(c) (BALMS's meta loader), seeded."""
-    from torch.utils.data import WeightedRandomSampler
-
+    """Endless class-balanced batches for the Meta Reweighter: images drawn with replacement with weight
+    r(I) = max_{c in I} 1 / f(c) (BALMS's meta loader), from a seeded generator."""
     from ..detection.train import class_balanced_image_weights, collate
 
     weights = class_balanced_image_weights(train_set.image_labels, train_set.num_classes)
     generator = torch.Generator().manual_seed(cfg.seed + 7919)
-    sampler = WeightedRandomSampler(weights, num_samples=10**9, replacement=True, generator=generator)
-    return iter(DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                           collate_fn=collate))
+    while True:
+        picks = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=generator)
+        yield collate([train_set[int(i)] for i in picks])
 
 
 def evaluate_detector(model: torch.nn.Module, val_set, cfg: DetectConfig, device: torch.device) -> dict:
@@ -329,7 +329,8 @@ def run_detection_eval(target: str, *, device: str = "auto", as_json: bool = Fal
 
 @dataclass
 class Suite:
-    """A detection benchmark: one stage-1 config, stage-2 configs by method name, seeds and overrides."""
+    """A detection benchmark: one stage-1 config, stage-2 configs by method name (each a config path
+    relative to the suite file, or {config: path, overrides: [key=value]}), seeds and overrides."""
     stage1: str
     stage2: dict
     seeds: list = field(default_factory=lambda: [0])
@@ -356,14 +357,25 @@ def run_suite(path: str, *, overrides: list[str] | None = None, quiet: bool = Fa
         s1 = load_config(DetectConfig, base / suite.stage1, [*extra, f"seed={seed}", f"name={Path(suite.stage1).stem}_s{seed}"])
         s1_dir = _run_once(s1, quiet)
         runs.setdefault(f"softmax (stage 1, {s1.epochs} ep)", []).append(s1_dir)
-        for method, cfg_path in suite.stage2.items():
+        for method, entry in suite.stage2.items():
+            cfg_path, own = _stage2_entry(method, entry)
             s2 = load_config(DetectConfig, base / cfg_path,
-                             [*extra, f"seed={seed}", f"name={method}_s{seed}", f"init_from={s1_dir}"])
+                             [*extra, *own, f"seed={seed}", f"name={method}_s{seed}", f"init_from={s1_dir}"])
             runs.setdefault(method, []).append(_run_once(s2, quiet))
     table = compare_runs(runs)
     table["wall_seconds"] = time.perf_counter() - start
     console.print(f"suite wall time {table['wall_seconds'] / 60:.1f} min ({len(suite.seeds)} seed(s))")
     return table
+
+
+def _stage2_entry(method: str, entry: Any) -> tuple[str, list[str]]:
+    """A stage-2 entry is a config path, or {config: path, overrides: [key=value, ...]}."""
+    if isinstance(entry, str):
+        return entry, []
+    if isinstance(entry, dict) and "config" in entry and set(entry) <= {"config", "overrides"}:
+        return str(entry["config"]), [str(o) for o in entry.get("overrides", [])]
+    raise ConfigError(f"stage2 entry {method!r} must be a config path or {{config: path, overrides: [key=value]}}, "
+                      f"got {entry!r}")
 
 
 def _run_once(cfg: DetectConfig, quiet: bool) -> Path:

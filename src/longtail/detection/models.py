@@ -13,6 +13,7 @@ files: ``weights_path`` a torchvision detection checkpoint whose class layers ar
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import torch
@@ -49,20 +50,69 @@ class SmallBackbone(nn.Module):
         return {"0": self.body(x)}
 
 
+def _bilinear_weights(coords: torch.Tensor, size: int) -> torch.Tensor:
+    """(R, K) sample coordinates on an axis of ``size`` pixels -> (R, K, size) interpolation weights,
+    with roi_align's rules: a sample beyond one pixel outside the map contributes 0, others clamp."""
+    valid = (coords >= -1.0) & (coords <= size)
+    c = coords.clamp_min(0.0)
+    low = c.floor().clamp_max(size - 1)
+    c = torch.where(low >= size - 1, low, c)
+    high = (low + 1).clamp_max(size - 1)
+    frac = (c - low).unsqueeze(-1)
+    eye = torch.eye(size, dtype=coords.dtype, device=coords.device)
+    return (eye[low.long()] * (1 - frac) + eye[high.long()] * frac) * valid.unsqueeze(-1)
+
+
+class MatmulRoIAlign(MultiScaleRoIAlign):
+    """RoIAlign (He et al., "Mask R-CNN", ICCV 2017) on one feature map, equal to torchvision's
+    ``roi_align(..., aligned=False)`` with a fixed ``sampling_ratio``, written as two matrix products:
+    bilinear sampling is separable, so a RoI's pooled map is ``A_y @ F @ A_x^T`` with (out, H) and
+    (out, W) weight matrices averaged over the samples of each bin. Its backward is a matmul too,
+    several times faster on CPU than torchvision's scatter kernel, which dominated the small
+    detector's training step. Same call as ``MultiScaleRoIAlign``:
+    ``(features dict, boxes list of (R_i, 4) xyxy, image_shapes) -> (sum R_i, C, out, out)``
+    (a subclass, since torchvision's detectors accept only MultiScaleRoIAlign)."""
+
+    def __init__(self, featmap_name: str = "0", output_size: int = 7, sampling_ratio: int = 2) -> None:
+        super().__init__([featmap_name], output_size, sampling_ratio)
+        self.featmap_name, self.size = featmap_name, output_size
+
+    def forward(self, features: dict[str, torch.Tensor], boxes: list[torch.Tensor],
+                image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        feat = features[self.featmap_name]
+        _, channels, height, width = feat.shape
+        # the feature stride, inferred as MultiScaleRoIAlign does (a power of 2)
+        scale = 2.0 ** round(math.log2(height / max(s[0] for s in image_shapes)))
+        size, ratio = self.size, self.sampling_ratio
+        steps = (torch.arange(size * ratio, device=feat.device, dtype=feat.dtype) + 0.5) / ratio  # in bin units
+        out = []
+        for b, bx in enumerate(boxes):
+            with torch.no_grad():  # like roi_align, no gradient to the boxes
+                x1, y1, x2, y2 = (bx.to(feat.dtype) * scale).unbind(1)
+                ys = y1[:, None] + steps * ((y2 - y1).clamp_min(1.0) / size)[:, None]  # (R, out * ratio)
+                xs = x1[:, None] + steps * ((x2 - x1).clamp_min(1.0) / size)[:, None]
+                n = bx.shape[0]
+                wy = _bilinear_weights(ys, height).view(n, size, ratio, height).mean(2)  # (R, out, H)
+                wx = _bilinear_weights(xs, width).view(n, size, ratio, width).mean(2)  # (R, out, W)
+            rows = torch.einsum("rph,chw->rcpw", wy, feat[b])  # (R, C, out, W)
+            out.append(torch.einsum("rcpw,rqw->rcpq", rows, wx))
+        return torch.cat(out) if out else feat.new_zeros(0, channels, size, size)
+
+
 def _small_parts(arch: str, num_classes: int, anchor_sizes: Sequence[int], representation: int) -> dict[str, Any]:
     backbone = SmallBackbone()
     c = backbone.out_channels
     parts: dict[str, Any] = dict(
         backbone=backbone,
         rpn_anchor_generator=AnchorGenerator((tuple(anchor_sizes),), ((0.5, 1.0, 2.0),)),
-        box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
+        box_roi_pool=MatmulRoIAlign("0", 7, 2),
         box_head=TwoMLPHead(c * 7 * 7, representation),
         box_predictor=FastRCNNPredictor(representation, num_classes + 1),
         # Few objects per canvas: fewer proposals and RoIs than the COCO defaults keep CPU steps short.
         rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=300,
-        rpn_post_nms_top_n_test=150, box_batch_size_per_image=128, image_mean=[0.0] * 3, image_std=[1.0] * 3)
+        rpn_post_nms_top_n_test=150, box_batch_size_per_image=64, image_mean=[0.0] * 3, image_std=[1.0] * 3)
     if arch == "maskrcnn":
-        parts.update(mask_roi_pool=MultiScaleRoIAlign(["0"], 14, 2), mask_head=MaskRCNNHeads(c, [64, 64], 1),
+        parts.update(mask_roi_pool=MatmulRoIAlign("0", 14, 2), mask_head=MaskRCNNHeads(c, [64, 64], 1),
                      mask_predictor=MaskRCNNPredictor(64, 64, num_classes + 1))
     return parts
 

@@ -1,0 +1,72 @@
+import json
+
+import pytest
+
+from longtail.cli.main import main
+
+from conftest import write_toy_lvis  # noqa: E402  (tests/detection is on sys.path: pytest rootdir import)
+
+
+@pytest.fixture(scope="module")
+def toy_lvis(tmp_path_factory):
+    return write_toy_lvis(tmp_path_factory.mktemp("toy_lvis"))
+
+
+def _write_configs(tmp_path, data, arch="fasterrcnn"):
+    common = (f"train_json: {data['train']}\nval_json: {data['val']}\narch: {arch}\nnum_threads: 1\n"
+              "detector_options: {min_size: 64, max_size: 64, box_score_thresh: 0.0001}\n"
+              f"output_dir: {tmp_path / 'runs'}\nepochs: 1\nbatch_size: 2\nlr: 0.01\n")
+    (tmp_path / "stage1.yaml").write_text(common + "head: softmax\nwarmup_iters: 2\n")
+    for head in ("softmax", "bags", "balanced_softmax", "balms"):
+        (tmp_path / f"{head}.yaml").write_text(common + f"head: {head}\n")
+    (tmp_path / "suite.yaml").write_text(
+        "stage1: stage1.yaml\nstage2:\n  softmax: softmax.yaml\n"
+        "  bags: {config: bags.yaml, overrides: ['head_options={bin_edges: [2, 5]}']}\n"
+        "  balanced_softmax: balanced_softmax.yaml\n  balms: balms.yaml\nseeds: [0]\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["fasterrcnn", "maskrcnn"])
+def test_suite_trains_every_head_and_prints_the_table(tmp_path, toy_lvis, arch, capsys):
+    _write_configs(tmp_path, toy_lvis, arch)
+    out_json = tmp_path / "table.json"
+    assert main(["detect", "compare", str(tmp_path / "suite.yaml"), "--quiet", "--json-out", str(out_json)]) == 0
+    table = json.loads(out_json.read_text())
+    assert set(table["rows"]) == {"softmax (stage 1, 1 ep)", "softmax", "bags", "balanced_softmax", "balms"}
+    kinds = ["bbox", "segm"] if arch == "maskrcnn" else ["bbox"]
+    for row in table["rows"].values():
+        for kind in kinds:
+            assert set(row[kind]) == {"AP", "APr", "APc", "APf"}
+            assert 0 <= row[kind]["AP"] <= 1
+    printed = capsys.readouterr().out
+    assert "APr" in printed and "balms" in printed
+    runs = tmp_path / "runs"
+    balms = json.loads((runs / "balms_s0" / "metrics.json").read_text())
+    assert balms["decoupled"] and len(balms["reweighter"]) == 5 and balms["reweighter"] != [0.5] * 5
+    assert balms["history"][0]["meta_loss"] > 0
+    # A finished suite is reused, not retrained; the table can also come from run directories.
+    assert main(["detect", "compare", str(tmp_path / "suite.yaml"), "--quiet"]) == 0
+    assert "reusing" in capsys.readouterr().out
+    assert main(["detect", "compare", str(runs / "softmax_s0"), str(runs / "bags_s0")]) == 0
+    assert "bags (decoupled)" in capsys.readouterr().out
+
+
+def test_train_eval_and_errors(tmp_path, toy_lvis, capsys):
+    _write_configs(tmp_path, toy_lvis)
+    stage1 = str(tmp_path / "stage1.yaml")
+    assert main(["detect", "train", stage1, "--quiet"]) == 0
+    run = tmp_path / "runs" / "stage1"
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["val"]["num_images"] == 4 and {"AP", "APr", "APc", "APf"} <= set(saved["val"]["bbox"])
+    assert main(["detect", "eval", str(run), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["bbox"] == pytest.approx(saved["val"]["bbox"], nan_ok=True)  # eval reproduces training's numbers
+    # an existing run is never overwritten silently
+    assert main(["detect", "train", stage1, "--quiet"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["detect", "train", stage1, "lerning_rate=0.1"]) == 2
+    assert "unknown config key 'lerning_rate'" in capsys.readouterr().err
+    assert main(["detect", "train", str(tmp_path / "balms.yaml"), "name=x"]) == 2
+    assert "init_from" in capsys.readouterr().err
+    assert main(["detect", "train", str(tmp_path / "bags.yaml"), "name=y", "head_options={beta: 8}"]) == 2
+    assert "does not take option(s) ['beta']" in capsys.readouterr().err
