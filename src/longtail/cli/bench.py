@@ -38,7 +38,7 @@ from .config import ConfigError, TrainConfig, load_config, parse_overrides, to_d
 from .posthoc import PosthocConfig, run_posthoc
 from .train import CHECKPOINT, METRICS, run_training
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # no hard wraps inside paths
 SUITE_KEYS = ("name", "title", "output_dir", "imbalance_factors", "seeds", "overrides", "methods")
 METHOD_KEYS = ("name", "label", "config", "posthoc", "from", "overrides")
 # keys that may differ between a finished run and the suite without changing what it computed (the

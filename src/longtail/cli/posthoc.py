@@ -31,7 +31,7 @@ from .config import ConfigError, to_dict
 from .evaluate import load_run_config, locate
 from .train import METRICS, write_json_atomic
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # no hard wraps inside paths
 METHODS = ("logit_adjust", "tau_norm")
 
 

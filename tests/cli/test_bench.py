@@ -1,0 +1,130 @@
+"""`longtail bench`: a tiny suite on synthetic_lt runs, is interrupted, and continues where it
+stopped (finished runs skipped, the interrupted run resumed from its checkpoint); tables and plots
+agree with the runs' own metrics."""
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+
+import longtail.cli.train as train_module
+from longtail.cli.bench import load_suite, run_bench
+from longtail.cli.config import ConfigError
+from longtail.cli.main import main
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["dataset=synthetic_lt", "n_max=30", "dataset_options={image_size: 8, test_per_class: 10}", "epochs=2",
+        "batch_size=16", "device=cpu", "many_threshold=20", "few_threshold=5", "lr=0.05", "warmup_epochs=0"]
+
+
+def write_suite(tmp_path: Path, **changes) -> Path:
+    suite = {"name": "tiny", "title": "tiny suite", "output_dir": str(tmp_path / "out"),
+             "imbalance_factors": [10], "seeds": [0, 1], "overrides": TINY,
+             "methods": [{"name": "ce", "label": "CE", "config": str(REPO / "configs/fashion_mnist_lt/ce.yaml")},
+                         {"name": "tau_norm", "label": "tau-norm", "from": "ce",
+                          "posthoc": str(REPO / "configs/fashion_mnist_lt/tau_norm.yaml")}]}
+    suite.update(changes)
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+def mtimes(out: Path) -> dict[str, float]:
+    return {str(p.parent.relative_to(out)): p.stat().st_mtime_ns for p in out.glob("runs/*/*/*/metrics.json")}
+
+
+def test_interrupt_and_continue(tmp_path, monkeypatch):
+    suite = write_suite(tmp_path)
+    out = tmp_path / "out"
+
+    # 1. interrupt the second training run (seed 1's CE) in its second epoch, as Ctrl-C would
+    real_epoch = train_module.train_one_epoch
+    calls = {"n": 0}
+
+    def interrupting_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # seed 0 CE: epochs 1-2; seed 1 CE: epoch 1 done, then Ctrl-C in epoch 2
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", interrupting_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(suite)
+    partial = json.loads((out / "results.json").read_text())
+    assert partial["runs_finished"] == 2 and not partial["complete"]  # seed 0: CE + tau-norm
+    assert (out / "runs/if10/seed1/ce/checkpoint.pt").is_file()
+    assert not json.loads((out / "runs/if10/seed1/ce/metrics.json").read_text())["finished"]
+    before = mtimes(out)
+
+    # 2. the same command again: seed 0 is skipped, seed 1's CE resumes at epoch 2, tau-norm runs
+    monkeypatch.setattr(train_module, "train_one_epoch", real_epoch)
+    executed = []
+    summary = run_bench(suite, after_run=lambda run: executed.append((run.seed, run.method.name, run.status)))
+    assert executed == [(1, "ce", "finished"), (1, "tau_norm", "finished")]
+    assert summary["complete"] and summary["runs_finished"] == 4 and not summary["failed"]
+    after = mtimes(out)
+    for seed0 in ("runs/if10/seed0/ce", "runs/if10/seed0/tau_norm"):
+        assert after[seed0] == before[seed0], f"{seed0} was redone"
+    resumed = json.loads((out / "runs/if10/seed1/ce/metrics.json").read_text())
+    assert resumed["finished"] and [h["epoch"] for h in resumed["history"]] == [1, 2]
+
+    # 3. a third time: nothing left to run
+    executed.clear()
+    run_bench(suite, after_run=lambda run: executed.append(run))
+    assert executed == []
+
+    # the tables hold the mean and sample std over seeds of each run's own test metrics
+    runs = {s: json.loads((out / f"runs/if10/seed{s}/tau_norm/metrics.json").read_text()) for s in (0, 1)}
+    values = [100 * runs[s]["test"]["mean_class"] for s in (0, 1)]
+    with open(out / "results.csv") as f:
+        row = next(r for r in csv.DictReader(f) if r["method"] == "tau_norm")
+    assert math.isclose(float(row["overall_mean"]), statistics.fmean(values), abs_tol=1e-4)
+    assert math.isclose(float(row["overall_std"]), statistics.stdev(values), abs_tol=1e-4)
+    assert row["seeds"] == "2"
+    assert all(0 <= runs[s]["posthoc"]["tau"] <= 2 for s in (0, 1))  # chosen on val from the 0..2 grid
+    md = (out / "results.md").read_text()
+    assert "## Imbalance factor 10" in md and "| tau-norm |" in md and "4/4 runs finished" in md
+    for plot in ("bars_if10.png", "per_class_if10.png"):
+        assert (out / plot).stat().st_size > 10_000
+
+
+def test_cli_report_only_and_changed_settings_are_refused(tmp_path, capsys):
+    suite = write_suite(tmp_path, seeds=[0], methods=[{"name": "ce", "config": str(REPO / "configs/fashion_mnist_lt/ce.yaml")}])
+    assert main(["bench", str(suite)]) == 0
+    assert "1 to run" in capsys.readouterr().out
+    assert main(["bench", str(suite), "--report-only"]) == 0
+    assert "1 finished earlier, 0 to run" in capsys.readouterr().out
+    # the same suite with another lr would mix results of different settings: refused before running
+    assert main(["bench", str(suite), "lr=0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and "lr: 0.05 -> 0.01" in err
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"imbalance_factors": []}, "imbalance_factors must be a non-empty list"),
+    ({"colour": "red"}, "unknown suite key"),
+    ({"methods": [{"name": "tau", "posthoc": "x.yaml"}]}, "a posthoc method needs from"),
+    ({"methods": [{"name": "ce", "config": "configs/no_such.yaml"}]}, "config file configs/no_such.yaml does not exist"),
+    ({"methods": [{"name": "ce", "config": str(REPO / "configs/fashion_mnist_lt/ce.yaml")},
+                  {"name": "lws", "config": str(REPO / "configs/fashion_mnist_lt/lws.yaml"), "from": "crt"}]},
+     "must name a method listed before it"),
+    ({"methods": [{"name": "ce", "config": str(REPO / "configs/fashion_mnist_lt/ce.yaml"), "posthoc": "y"}]},
+     "exactly one of config"),
+])
+def test_bad_suites_are_clear_errors(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        load_suite(write_suite(tmp_path, **change))
+
+
+def test_shipped_suites_load_and_plan():
+    """Every shipped suite parses and every one of its runs builds a valid config."""
+    from longtail.cli.bench import plan
+
+    for path in sorted((REPO / "configs/suites").glob("*.yaml")):
+        suite = load_suite(path)
+        runs = plan(suite)
+        assert len(runs) == suite.num_runs and suite.num_runs > 0, path
