@@ -25,6 +25,10 @@ def test_run_directory_holds_everything(tiny_run):
     for name in ("config.yaml", "metrics.json", "checkpoint.pt", "best.pt", "per_class_accuracy.png"):
         assert (tiny_run / name).is_file() and (tiny_run / name).stat().st_size > 0, name
     assert list((tiny_run / "tb").glob("events.out.tfevents.*")), "TensorBoard events"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars = EventAccumulator(str(tiny_run / "tb")).Reload().Tags()["scalars"]
+    assert {"train/loss", "lr", "val/mean_class", "val/few", "test/mean_class", "test/few"} <= set(scalars)
     assert not list(tiny_run.glob("*.tmp")) and not list(tiny_run.glob(".*.tmp")), "no temporary files left"
 
 
