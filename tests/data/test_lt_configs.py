@@ -11,14 +11,9 @@ from longtail.cli.main import main
 from longtail.data import DATASETS
 from longtail.models import MODELS
 
-CONFIGS = sorted(str(p) for d in ("imagenet_lt", "places_lt", "inat2018")
-                 for p in (Path(__file__).parents[2] / "configs" / d).glob("*.yaml"))
-
-
-def test_the_four_recipes_exist():
-    assert {f"{Path(c).parent.name}/{Path(c).name}" for c in CONFIGS} == {
-        "imagenet_lt/ce_resnet10.yaml", "imagenet_lt/ce_resnext50.yaml", "places_lt/ce_resnet152.yaml",
-        "inat2018/ce_resnet50.yaml"}
+CONFIGS = [str(Path(__file__).parents[2] / "configs" / name) for name in (
+    "imagenet_lt/ce_resnet10.yaml", "imagenet_lt/ce_resnext50.yaml", "places_lt/ce_resnet152.yaml",
+    "inat2018/ce_resnet50.yaml")]
 
 
 @pytest.mark.parametrize("path", CONFIGS)

@@ -70,7 +70,7 @@ def test_split_dir_list_wins_and_shipped_lists_fill_in(tmp_path):
     assert data.notes["train_list"] == str(tmp_path / "ImageNet_LT_train.txt")
     assert data.notes["val_list"] == str(shipped_split_dir("imagenet_lt") / "ImageNet_LT_val.txt")
     assert data.class_counts[:2] == [1, 1] and len(data.class_counts) == 1000  # classes from val/test too
-    assert data.class_names[:2] == ["n01440764", "n01443537"]
+    assert data.class_names[:2] == ["n01440764", "n01443537"] and data.class_names[999] == "n15075141"
 
 
 def test_find_split_file_order(tmp_path):

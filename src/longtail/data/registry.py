@@ -145,11 +145,14 @@ def _file_data(name: str, train: SplitFileDataset, val: SplitFileDataset, test: 
     num_classes = len(class_names) if class_names else 1 + max(int(d.targets.max()) for d in (train, val, test))
     counts = torch.bincount(train.targets, minlength=num_classes).tolist()
     test_tf = transform_factory(train=False, size=image_size)
+    if not class_names:  # from all three lists: a class may be absent from a (subset) training list
+        splits = (train, val, test)
+        class_names = class_names_from_paths([p for d in splits for p in d.paths],
+                                             [y for d in splits for y in d.targets.tolist()], num_classes)
     return LongTailedData(
         name=name, train=train.with_transform(transform_factory(train=True, augment=augment, size=image_size)),
         val=val.with_transform(test_tf), test=test.with_transform(test_tf), train_labels=train.targets,
-        class_counts=counts, class_names=class_names or class_names_from_paths(train.paths, train.targets.tolist(),
-                                                                               num_classes),
+        class_counts=counts, class_names=class_names,
         in_channels=3, image_size=image_size, train_eval=train.with_transform(test_tf), notes=notes)
 
 

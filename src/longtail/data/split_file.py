@@ -34,8 +34,8 @@ class ImageLoadError(RuntimeError):
         # A DataLoader worker re-raises our error as ImageLoadError("Caught ImageLoadError in DataLoader
         # worker process 0.\nOriginal Traceback ... ImageLoadError: <message>"): keep just the message.
         text = super().__str__()
-        marker = f"{type(self).__name__}: "
-        return text[text.rindex(marker) + len(marker):].strip() if "Original Traceback" in text else text
+        at = text.rfind(f"{type(self).__name__}: ") if "Original Traceback" in text else -1
+        return text[at + len(type(self).__name__) + 2:].strip() if at >= 0 else text
 
 
 def read_split_file(path: str | Path) -> tuple[list[str], list[int]]:
