@@ -37,6 +37,7 @@ def mtimes(out: Path) -> dict[str, float]:
     return {str(p.parent.relative_to(out)): p.stat().st_mtime_ns for p in out.glob("runs/*/*/*/metrics.json")}
 
 
+@pytest.mark.slow  # ~15 s on an idle 2-core CPU: 5 tiny training runs and 4 post-hoc runs
 def test_interrupt_and_continue(tmp_path, monkeypatch):
     suite = write_suite(tmp_path)
     out = tmp_path / "out"
