@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rich.console import Console
@@ -172,6 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetNotFoundError, CheckpointError, NonFiniteLossError, FileNotFoundError,
             ImageLoadError) as err:
         err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)  # no hard wraps inside paths
+        return 2
+    except (ValueError, KeyError) as err:
+        # Bad input found deeper in the library (a malformed split list, counts with a zero, ...): the
+        # message says what is wrong; LONGTAIL_DEBUG=1 shows the traceback for bug reports.
+        if os.environ.get("LONGTAIL_DEBUG"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        err_console.print(f"[bold red]error:[/] {message}  (LONGTAIL_DEBUG=1 for the traceback)", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted; the last complete checkpoint is kept (continue with --resume)")
