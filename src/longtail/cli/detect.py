@@ -342,7 +342,12 @@ def run_suite(path: str, *, overrides: list[str] | None = None, quiet: bool = Fa
     """Train stage 1 and every stage 2 of a suite YAML for each seed (skipping finished runs), then
     print and return the table."""
     path = Path(path)
-    spec = yaml.safe_load(path.read_text()) or {}
+    if not path.is_file():
+        raise ConfigError(f"suite file {path} does not exist (suites live under configs/detection/)")
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
     unknown = sorted(set(spec) - {f.name for f in dataclasses.fields(Suite)})
     if unknown:
         raise ConfigError(f"unknown suite key(s) {unknown} in {path}; known: {[f.name for f in dataclasses.fields(Suite)]}")
