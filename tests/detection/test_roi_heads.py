@@ -31,7 +31,8 @@ def test_softmax_head_reproduces_torchvision_roi_heads(toy_samples):
     model = _detector("maskrcnn")
     reference = copy.deepcopy(model)
     ours = model.roi_heads
-    reference.roi_heads = RoIHeads(ours.box_roi_pool, ours.box_head, ours.box_predictor, 0.5, 0.5, 128, 0.25, None,
+    reference.roi_heads = RoIHeads(ours.box_roi_pool, ours.box_head, ours.box_predictor, 0.5, 0.5,
+                                   ours.fg_bg_sampler.batch_size_per_image, 0.25, None,
                                    ours.score_thresh, ours.nms_thresh, ours.detections_per_img,
                                    mask_roi_pool=ours.mask_roi_pool, mask_head=ours.mask_head,
                                    mask_predictor=ours.mask_predictor)
