@@ -1,7 +1,9 @@
 """Stage-2 cost, side by side in one run:
 
 A. one training step of plain Balanced Softmax stage 2 vs one BALMS step (Meta Sampler draw + bilevel
-   update + the same real update), with the backbone recomputed on the batch and on cached features;
+   update on a cached meta batch + the same real update), with the backbone recomputed on the batch
+   and on cached features; cached steps both with the process's intra-op threads and with one thread
+   (what `longtail train` uses on cached features, see ``intra_op_threads``);
 B. one stage-2 epoch on Fashion-MNIST-LT recomputing the frozen backbone (data loading + augmentation
    + forward) vs reading cached features.
 
@@ -21,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from longtail.data import build_dataset
 from longtail.engine import (BackboneFeatureLoader, CachedFeatureLoader, FeatureCache, MetaStepHook,
-                             train_one_epoch)
+                             intra_op_threads, train_one_epoch)
 from longtail.losses import BalancedSoftmaxLoss
 from longtail.models import create_model
 from longtail.samplers import MetaDraw, MetaSamplerLogits, RandomSampler
@@ -68,15 +70,19 @@ def step_benchmark(args) -> dict[str, float]:
         hook(feats, classes, 0)
         real_update(feats, classes)
 
-    times: dict[str, list[float]] = {k: [] for k in ("bs_recompute", "balms_recompute", "bs_cached", "balms_cached")}
-    runs = {"bs_recompute": lambda: plain(True), "balms_recompute": lambda: balms(True),
-            "bs_cached": lambda: plain(False), "balms_cached": lambda: balms(False)}
+    threads = torch.get_num_threads()
+    runs = {"bs_recompute": (lambda: plain(True), threads), "balms_recompute": (lambda: balms(True), threads),
+            "bs_cached": (lambda: plain(False), threads), "balms_cached": (lambda: balms(False), threads),
+            "bs_cached1": (lambda: plain(False), 1), "balms_cached1": (lambda: balms(False), 1)}
+    times: dict[str, list[float]] = {k: [] for k in runs}
     for i in range(args.steps + 3):
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            fn()
+        for name, (fn, n) in runs.items():
+            with intra_op_threads(n):  # thread switch outside the timed region
+                start = time.perf_counter()
+                fn()
+                elapsed = time.perf_counter() - start
             if i >= 3:  # warm-up
-                times[name].append(time.perf_counter() - start)
+                times[name].append(elapsed)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -97,8 +103,9 @@ def epoch_benchmark(args) -> dict[str, float]:
     times: dict[str, list[float]] = {"recompute": [], "cached": []}
     for epoch in range(args.epochs):
         sampler.set_epoch(epoch)
-        for name, loader in (("recompute", recompute), ("cached", cached)):
-            stats = train_one_epoch(head, loader, loss, opt, device=torch.device("cpu"), epoch=epoch)
+        for name, loader, threads in (("recompute", recompute, torch.get_num_threads()), ("cached", cached, 1)):
+            with intra_op_threads(threads):  # as `longtail train`: one thread for head-only epochs
+                stats = train_one_epoch(head, loader, loss, opt, device=torch.device("cpu"), epoch=epoch)
             times[name].append(stats["seconds"])
     return {"recompute": statistics.median(times["recompute"]), "cached": statistics.median(times["cached"]),
             "cache_one_view": cache_seconds}
@@ -118,9 +125,10 @@ def main() -> None:
     s = step_benchmark(args)
     print(f"A. stage-2 step, {args.model}, batch {args.batch_size} of {args.in_channels}x{args.image_size}^2 "
           f"(median of {args.steps}):")
-    for mode in ("recompute", "cached"):
+    for mode, label in (("recompute", "recompute"), ("cached", f"cached, {torch.get_num_threads()} thr"),
+                        ("cached1", "cached, 1 thr")):
         bs, balms = s[f"bs_{mode}"], s[f"balms_{mode}"]
-        print(f"   {mode:<9}: Balanced Softmax {1000 * bs:8.2f} ms   BALMS {1000 * balms:8.2f} ms   "
+        print(f"   {label:<15}: Balanced Softmax {1000 * bs:8.2f} ms   BALMS {1000 * balms:8.2f} ms   "
               f"ratio {balms / bs:5.2f}x")
     e = epoch_benchmark(args)
     print(f"B. stage-2 epoch on Fashion-MNIST-LT (2,478 images, batch {args.epoch_batch_size}, median of {args.epochs}):")

@@ -1,5 +1,6 @@
 """Decoupled stage 2 through the CLI on synthetic_lt: the backbone (and its BatchNorm statistics) stays
-frozen, cached features reach the same result as recomputing them, a BALMS run interrupted and resumed
+frozen, cached features reach the same result as recomputing them (a cached BALMS epoch runs no
+backbone at all), a BALMS run interrupted and resumed
 ends with the same sampler parameters and metrics, and bad stage-2 configs are clear errors."""
 
 import json
@@ -42,6 +43,36 @@ def test_stage2_freezes_the_backbone_and_cached_features_match_recomputing(tmp_p
     wa, wb = load_weights(tmp_path / "recompute" / "checkpoint.pt"), load_weights(tmp_path / "cached" / "checkpoint.pt")
     assert torch.allclose(wa["head.weight"], wb["head.weight"], atol=1e-4)
     assert a["test"]["per_class"] == b["test"]["per_class"]
+
+
+@pytest.mark.parametrize("meta_set", ["val", "train"])
+def test_cached_balms_epochs_run_no_backbone_and_one_thread(tmp_path, stage1, monkeypatch, meta_set):
+    """On cached features the Meta Sampler's batch and the meta batch both come from caches computed
+    before training: during the epochs only the head runs, with one intra-op thread."""
+    seen = {"in_epoch": False, "backbone_calls_in_epochs": 0, "threads": set(), "epochs": 0}
+    real_prepare, real_epoch = train.prepare_stage2, train.train_one_epoch
+
+    def prepare(model, *a, **kw):
+        def count(*_):
+            seen["backbone_calls_in_epochs"] += seen["in_epoch"]
+        model.backbone.register_forward_hook(count)
+        return real_prepare(model, *a, **kw)
+
+    def epoch(*a, **kw):
+        seen["in_epoch"], seen["epochs"] = True, seen["epochs"] + 1
+        seen["threads"].add(torch.get_num_threads())
+        try:
+            return real_epoch(*a, **kw)
+        finally:
+            seen["in_epoch"] = False
+
+    monkeypatch.setattr(train, "prepare_stage2", prepare)
+    monkeypatch.setattr(train, "train_one_epoch", epoch)
+    threads = torch.get_num_threads()
+    args = ["sampler=meta", f"meta_set={meta_set}", "cache_features=true", "batch_size=8"]
+    assert main(["train", *stage2(tmp_path, stage1, "cached_meta", *args), "--quiet"]) == 0
+    assert seen["epochs"] == 2 and seen["backbone_calls_in_epochs"] == 0 and seen["threads"] == {1}
+    assert torch.get_num_threads() == threads, "the thread count is restored after the epoch"
 
 
 def test_freeze_bn_false_updates_only_the_batchnorm_statistics(tmp_path, stage1):

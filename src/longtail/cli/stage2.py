@@ -9,6 +9,7 @@ Meta Sampler and every step runs the bilevel update (:mod:`longtail.engine.meta`
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from ..data import LongTailedData
 from ..engine.checkpoint import CheckpointError, load_checkpoint
 from ..engine.distributed import DistInfo
 from ..engine.features import (BackboneFeatureLoader, CachedFeatureLoader, FeatureCache, ImageFetcher,
-                               MetaFeatureLoader)
+                               MetaFeatureLoader, intra_op_threads)
 from ..engine.meta import MetaStepHook
 from ..samplers import ClassBalancedSampler, MetaSampler, MetaSamplerLogits, SequentialShardSampler
 from . import build
@@ -69,6 +70,13 @@ class Stage2:
             self.meta.stream_sampler.set_epoch(epoch)
             if self.meta.hook is not None:
                 self.meta.hook.reset()
+
+    def epoch_context(self) -> contextlib.AbstractContextManager:
+        """Context for the training epoch: on cached features every step (the Meta Sampler's draw, the
+        bilevel step on cached meta features, the real update) is head-level work on tiny tensors, run
+        with one intra-op thread (see :func:`~longtail.engine.features.intra_op_threads`); when the
+        backbone runs per batch, the threads are left as they are."""
+        return intra_op_threads(1) if self.cache is not None else contextlib.nullcontext()
 
     def make_step_hook(self, optimizer: torch.optim.Optimizer, loss_fn: nn.Module) -> Callable | None:
         """The Meta Sampler's bilevel step (None without the Meta Sampler)."""

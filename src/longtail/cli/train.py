@@ -8,6 +8,7 @@ to exactly the metrics of an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -159,7 +160,8 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
             stage2.set_epoch(epoch)  # cached view, meta stream
         if hasattr(loss_fn, "set_epoch"):  # epoch-scheduled losses (e.g. LDAM-DRW's deferred re-weighting)
             loss_fn.set_epoch(epoch)
-        with _progress(info.is_main and not quiet and console.is_terminal) as bar:
+        epoch_context = stage2.epoch_context() if stage2 else contextlib.nullcontext()  # cached: 1 thread
+        with epoch_context, _progress(info.is_main and not quiet and console.is_terminal) as bar:
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, loss=0.0)
             stats = train_one_epoch(trained, loader, loss_fn, optimizer, scheduler, device=info.device, epoch=epoch,
                                     max_grad_norm=cfg.max_grad_norm, step_hook=step_hook,

@@ -9,6 +9,7 @@ as many distinct augmentations as when recomputing, at the cost of one backbone 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -21,6 +22,25 @@ from ..samplers.meta import MetaDraw, MetaSampler
 def _set_backbone_mode(backbone: nn.Module, freeze_bn: bool) -> None:
     # frozen BN = eval mode: running statistics stay those of stage 1 (the official code updates them)
     backbone.train(not freeze_bn)
+
+
+@contextmanager
+def intra_op_threads(num_threads: int) -> Iterator[None]:
+    """Run the block with ``num_threads`` intra-op threads, then restore the previous count.
+
+    Head-level stage-2 work on cached features is a few dozen ops on (B, C) tensors (B x 10 for
+    Fashion-MNIST-LT). Some of them (exp, log, log-softmax through MKL) still open a parallel region;
+    on a loaded CPU each such region waits for a descheduled thread (~6-12 ms measured on the shared
+    2-core machine, against ~10 us with one thread), which made a cached BALMS step ~200 ms."""
+    previous = torch.get_num_threads()
+    if num_threads == previous:
+        yield
+        return
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @torch.no_grad()
