@@ -34,7 +34,7 @@ from rich.console import Console
 
 from ..engine import NonFiniteLossError
 from . import bench_report
-from .config import ConfigError, TrainConfig, load_config, parse_overrides, to_dict
+from .config import ConfigError, TrainConfig, load_config, parse_overrides, read_yaml_mapping, to_dict
 from .posthoc import PosthocConfig, run_posthoc
 from .train import CHECKPOINT, METRICS, run_training
 
@@ -113,14 +113,7 @@ def _find(path_text: str, suite_path: Path) -> Path:
 
 def load_suite(path: str | Path, output_dir: str | None = None) -> Suite:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"suite file {path} does not exist (suites live under configs/suites/)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from err
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping with keys {list(SUITE_KEYS)}")
+    raw = read_yaml_mapping(path, "suites live under configs/suites/")
     unknown = sorted(set(raw) - set(SUITE_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown suite key(s) {unknown}; known: {list(SUITE_KEYS)}")

@@ -130,20 +130,26 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return out
 
 
+def read_yaml_mapping(path: Path, missing_hint: str) -> dict[str, Any]:
+    """The mapping in a YAML file, or a ConfigError saying what is wrong (missing, not YAML, not a mapping)."""
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist ({missing_hint})")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping of key: value, got {type(loaded).__name__}")
+    return loaded
+
+
 def load_config(cls, path: str | Path | None, overrides: list[str] | None = None):
     """Build ``cls`` from a YAML file (or defaults when ``path`` is None) and overrides."""
     values: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist (configs live under configs/<dataset>/)")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path} is not valid YAML: {err}") from err
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path} must hold a mapping of key: value, got {type(loaded).__name__}")
+        loaded = read_yaml_mapping(path, "configs live under configs/<dataset>/")
         _check_keys(cls, loaded, str(path))
         values.update(loaded)
         source = str(path)

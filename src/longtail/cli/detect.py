@@ -23,7 +23,7 @@ from rich.table import Table
 from torch.utils.data import DataLoader
 
 from ..engine.checkpoint import load_checkpoint, save_checkpoint
-from .config import ConfigError, load_config, to_dict
+from .config import ConfigError, load_config, read_yaml_mapping, to_dict
 from .train import seed_everything, write_json_atomic
 
 console = Console(highlight=False)
@@ -342,12 +342,7 @@ def run_suite(path: str, *, overrides: list[str] | None = None, quiet: bool = Fa
     """Train stage 1 and every stage 2 of a suite YAML for each seed (skipping finished runs), then
     print and return the table."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"suite file {path} does not exist (suites live under configs/detection/)")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    spec = read_yaml_mapping(path, "suites live under configs/detection/")
     unknown = sorted(set(spec) - {f.name for f in dataclasses.fields(Suite)})
     if unknown:
         raise ConfigError(f"unknown suite key(s) {unknown} in {path}; known: {[f.name for f in dataclasses.fields(Suite)]}")
