@@ -47,7 +47,7 @@ def _one_thread():
 
 
 def write_toy_lvis(folder, num_train: int = 10, num_val: int = 4, num_classes: int = 5) -> dict:
-    """Write toy samples as an LVIS-format dataset: folder/{train,val}/*.png and lvis_{train,val}.json
+    """Write toy samples as an LVIS-format dataset: folder/{train,val,test}/*.png and lvis_{train,val,test}.json
     (categories with frequency, image_count, instance_count of the train split). Returns the paths."""
     import json
     from pathlib import Path
@@ -57,7 +57,8 @@ def write_toy_lvis(folder, num_train: int = 10, num_val: int = 4, num_classes: i
     folder = Path(folder)
     probs = [0.5 ** k for k in range(num_classes)]  # long-tailed
     splits = {"train": toy_detection_samples(num_train, num_classes, seed=1, class_probs=probs),
-              "val": toy_detection_samples(num_val, num_classes, seed=2)}
+              "val": toy_detection_samples(num_val, num_classes, seed=2),
+              "test": toy_detection_samples(num_val, num_classes, seed=3)}
     image_counts, instance_counts = [0] * num_classes, [0] * num_classes
     for _, t in splits["train"]:
         for lab in set(t["labels"].tolist()):
@@ -72,7 +73,7 @@ def write_toy_lvis(folder, num_train: int = 10, num_val: int = 4, num_classes: i
         (folder / split).mkdir(parents=True, exist_ok=True)
         images, anns = [], []
         for k, (image, t) in enumerate(samples):
-            image_id = k + 1 + (1000 if split == "val" else 0)
+            image_id = k + 1 + {"train": 0, "val": 1000, "test": 2000}[split]
             name = f"{split}/{image_id:06d}.png"
             Image.fromarray((image.permute(1, 2, 0) * 255).round().byte().numpy()).save(folder / name)
             images.append({"id": image_id, "file_name": name, "height": 64, "width": 64, "neg_category_ids": [],

@@ -13,7 +13,8 @@ def toy_lvis(tmp_path_factory):
 
 
 def _write_configs(tmp_path, data, arch="fasterrcnn"):
-    common = (f"train_json: {data['train']}\nval_json: {data['val']}\narch: {arch}\nnum_threads: 1\n"
+    common = (f"train_json: {data['train']}\nval_json: {data['val']}\ntest_json: {data['test']}\n"
+              f"arch: {arch}\nnum_threads: 1\n"
               "detector_options: {min_size: 64, max_size: 64, box_score_thresh: 0.0001}\n"
               f"output_dir: {tmp_path / 'runs'}\nepochs: 1\nbatch_size: 2\nlr: 0.01\n")
     (tmp_path / "stage1.yaml").write_text(common + "head: softmax\nwarmup_iters: 2\n")
@@ -22,7 +23,8 @@ def _write_configs(tmp_path, data, arch="fasterrcnn"):
     (tmp_path / "suite.yaml").write_text(
         "stage1: stage1.yaml\nstage2:\n  softmax: softmax.yaml\n"
         "  bags: {config: bags.yaml, overrides: ['head_options={bin_edges: [2, 5]}']}\n"
-        "  balanced_softmax: balanced_softmax.yaml\n  balms: balms.yaml\nseeds: [0]\n")
+        "  balanced_softmax: {config: balanced_softmax.yaml, sweep: {lr: [0.001, 0.05]}}\n"
+        "  balms: balms.yaml\nseeds: [0]\n")
 
 
 @pytest.mark.slow
@@ -32,15 +34,25 @@ def test_suite_trains_every_head_and_prints_the_table(tmp_path, toy_lvis, arch, 
     out_json = tmp_path / "table.json"
     assert main(["detect", "compare", str(tmp_path / "suite.yaml"), "--quiet", "--json-out", str(out_json)]) == 0
     table = json.loads(out_json.read_text())
-    assert set(table["rows"]) == {"softmax (stage 1, 1 ep)", "softmax", "bags", "balanced_softmax", "balms"}
+    # the sweep chose its lr on val; the table is on test
+    runs = tmp_path / "runs"
+    chosen = table["selection"]["balanced_softmax"]
+    val_ap = {lr: json.loads((runs / f"balanced_softmax_lr{lr}_s0" / "metrics.json").read_text())["val"]["bbox"]["AP"]
+              for lr in (0.001, 0.05)}
+    assert chosen["candidates"] == {f"lr {lr}": ap for lr, ap in val_ap.items()}
+    assert chosen["chosen"] == {"lr": max(val_ap, key=val_ap.get)}
+    label = f"balanced_softmax (lr {chosen['chosen']['lr']})"
+    assert table["split"] == "test"
+    assert set(table["rows"]) == {"softmax (stage 1, 1 ep)", "softmax", "bags", label, "balms"}
+    test_ap = json.loads((runs / f"balanced_softmax_lr{chosen['chosen']['lr']}_s0" / "metrics.json").read_text())
+    assert table["rows"][label]["bbox"]["AP"] == pytest.approx(test_ap["test"]["bbox"]["AP"], nan_ok=True)
     kinds = ["bbox", "segm"] if arch == "maskrcnn" else ["bbox"]
     for row in table["rows"].values():
         for kind in kinds:
             assert set(row[kind]) == {"AP", "APr", "APc", "APf"}
             assert 0 <= row[kind]["AP"] <= 1
     printed = capsys.readouterr().out
-    assert "APr" in printed and "balms" in printed
-    runs = tmp_path / "runs"
+    assert "APr" in printed and "balms" in printed and "chosen on val" in printed
     balms = json.loads((runs / "balms_s0" / "metrics.json").read_text())
     assert balms["decoupled"] and len(balms["reweighter"]) == 5 and balms["reweighter"] != [0.5] * 5
     assert balms["history"][0]["meta_loss"] > 0
@@ -49,6 +61,9 @@ def test_suite_trains_every_head_and_prints_the_table(tmp_path, toy_lvis, arch, 
     assert "reusing" in capsys.readouterr().out
     assert main(["detect", "compare", str(runs / "softmax_s0"), str(runs / "bags_s0")]) == 0
     assert "bags (decoupled)" in capsys.readouterr().out
+    # a finished run is never reused for a config that trains differently
+    assert main(["detect", "compare", str(tmp_path / "suite.yaml"), "--quiet", "--set", "weight_decay=0.01"]) == 2
+    assert "finished run of another config (differs in ['weight_decay'])" in capsys.readouterr().err
 
 
 def test_train_eval_and_errors(tmp_path, toy_lvis, capsys):
@@ -61,6 +76,17 @@ def test_train_eval_and_errors(tmp_path, toy_lvis, capsys):
     assert main(["detect", "eval", str(run), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["bbox"] == pytest.approx(saved["val"]["bbox"], nan_ok=True)  # eval reproduces training's numbers
+    assert main(["detect", "eval", str(run), "--json", "--split", "test"]) == 0
+    assert json.loads(capsys.readouterr().out)["bbox"] == pytest.approx(saved["test"]["bbox"], nan_ok=True)
+    # a run trained without a test split can be evaluated on one later, and keep the result
+    assert main(["detect", "train", stage1, "name=no_test", "test_json=null", "--quiet"]) == 0
+    no_test = tmp_path / "runs" / "no_test"
+    assert "test" not in json.loads((no_test / "metrics.json").read_text())
+    assert main(["detect", "eval", str(no_test), "--split", "test"]) == 2
+    assert "has no test_json; pass --test-json" in capsys.readouterr().err
+    assert main(["detect", "eval", str(no_test), "--split", "test", "--test-json", str(toy_lvis["test"]), "--save"]) == 0
+    stored = json.loads((no_test / "metrics.json").read_text())
+    assert stored["test"]["bbox"] == pytest.approx(saved["test"]["bbox"], nan_ok=True)  # same seed, same model
     # an existing run is never overwritten silently
     assert main(["detect", "train", stage1, "--quiet"]) == 2
     assert "already holds a run" in capsys.readouterr().err

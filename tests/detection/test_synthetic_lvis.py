@@ -70,7 +70,7 @@ def test_ci_preset_is_an_lvis_style_long_tail(fashion_root, tmp_path):
     from PIL import Image
 
     summary = make_synthetic_lvis(tmp_path, size="ci", seed=0, data_root=fashion_root)
-    train, val = (json.loads((tmp_path / f"lvis_{s}.json").read_text()) for s in ("train", "val"))
+    train, val, test = (json.loads((tmp_path / f"lvis_{s}.json").read_text()) for s in ("train", "val", "test"))
     cats = train["categories"]
     assert len(cats) == summary["num_classes"] == 120 >= 100
     inst = Counter(a["category_id"] for a in train["annotations"])
@@ -86,13 +86,17 @@ def test_ci_preset_is_an_lvis_style_long_tail(fashion_root, tmp_path):
     assert summary["train"]["suggested_bin_edges"] == [2, 17, 167]
     assert list(summary["train"]["bags_bins_at_suggested_edges"].values()) == [59, 35, 24, 2]
     assert train["info"]["suggested_bags_bin_edges"] == [2, 17, 167]
-    # val: balanced, with the train frequencies (APr/APc/APf need them)
+    # val and test: balanced, with the train frequencies (APr/APc/APf need them)
     assert set(Counter(a["category_id"] for a in val["annotations"]).values()) == {PRESETS["ci"].val_per_class}
-    assert [c["frequency"] for c in val["categories"]] == [c["frequency"] for c in cats]
-    ann_ids = [a["id"] for d in (train, val) for a in d["annotations"]]
-    image_ids = [im["id"] for d in (train, val) for im in d["images"]]
+    assert set(Counter(a["category_id"] for a in test["annotations"]).values()) == {PRESETS["ci"].test_per_class}
+    assert [c["frequency"] for c in val["categories"]] == [c["frequency"] for c in test["categories"]] == \
+        [c["frequency"] for c in cats]
+    # test never reuses a Fashion-MNIST item that val pasted: choosing on val does not peek at test
+    assert summary["test"]["source_items_shared_with_val"] == 0 and summary["val"]["source_items"] > 0
+    ann_ids = [a["id"] for d in (train, val, test) for a in d["annotations"]]
+    image_ids = [im["id"] for d in (train, val, test) for im in d["images"]]
     assert len(set(ann_ids)) == len(ann_ids) and min(ann_ids) == 1 and len(set(image_ids)) == len(image_ids)
-    for data in (train, val):
+    for data in (train, val, test):
         by_image: dict[int, list] = {}
         for a in data["annotations"]:
             by_image.setdefault(a["image_id"], []).append(a)
@@ -117,6 +121,6 @@ def test_make_data_command(fashion_root, tmp_path, capsys, monkeypatch):
     assert main(["detect", "make-data", str(tmp_path / "d"), "--size", "ci", "--scale", "2000", "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "120 classes" in out and "frequency groups r / c / f" in out
-    assert (tmp_path / "d" / "lvis_val.json").exists()
+    assert (tmp_path / "d" / "lvis_val.json").exists() and (tmp_path / "d" / "lvis_test.json").exists()
     assert main(["detect", "make-data", str(tmp_path / "d"), "--size", "ci"]) == 2
     assert "already holds" in capsys.readouterr().err

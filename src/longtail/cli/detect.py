@@ -1,7 +1,8 @@
 """`longtail detect train | eval | compare`: long-tailed detection on LVIS-format data.
 
 A run directory holds config.yaml (resolved), checkpoint.pt (every epoch, atomic, for --resume),
-model.pt (final weights), metrics.json (LVIS AP/APr/APc/APf on the val json, bbox and segm).
+model.pt (final weights), metrics.json (LVIS AP/APr/APc/APf, bbox and segm, on the val json and, when
+``test_json`` is set, on the test json: val is for choosing settings, test for reporting).
 Stage 2 (decoupled) is a config with ``init_from`` (a stage-1 run directory or .pt): the weights are
 loaded, the class-logit layer re-created for the config's head and everything else frozen; head
 ``balms`` then also trains the Meta Reweighter on a class-balanced meta stream.
@@ -45,6 +46,8 @@ class DetectConfig:
     val_json: Optional[str] = None
     image_root: Optional[str] = None
     val_image_root: Optional[str] = None
+    test_json: Optional[str] = None  # held-out split for reporting; val is then only for choosing settings
+    test_image_root: Optional[str] = None
     repeat_threshold: Optional[float] = None  # repeat-factor sampling t (LVIS: 0.001); null = uniform
     max_val_images: Optional[int] = None  # evaluate on the first N val images only (quick runs)
     # --- model ---
@@ -92,7 +95,11 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+EVAL_SPLITS = ("val", "test")
+
+
 def _datasets(cfg: DetectConfig, with_masks: bool, train: bool = True):
+    """(train set or None, {"val": set, "test": set (when test_json is set)})."""
     from ..detection.lvis import LvisDetection
 
     if cfg.val_json is None or (train and cfg.train_json is None):
@@ -102,9 +109,12 @@ def _datasets(cfg: DetectConfig, with_masks: bool, train: bool = True):
     train_set = None
     if train:
         train_set = LvisDetection(cfg.train_json, root(cfg.train_json, cfg.image_root), with_masks=with_masks)
-    val_set = LvisDetection(cfg.val_json, root(cfg.val_json, cfg.val_image_root or cfg.image_root),
-                            with_masks=False, counts_from="annotations")
-    return train_set, val_set
+    eval_sets = {"val": LvisDetection(cfg.val_json, root(cfg.val_json, cfg.val_image_root or cfg.image_root),
+                                      with_masks=False, counts_from="annotations")}
+    if cfg.test_json is not None:
+        eval_sets["test"] = LvisDetection(cfg.test_json, root(cfg.test_json, cfg.test_image_root or cfg.image_root),
+                                          with_masks=False, counts_from="annotations")
+    return train_set, eval_sets
 
 
 def _class_stats(train_set) -> dict[str, Any]:
@@ -145,7 +155,7 @@ def _weights_file(target: str | Path) -> Path:
 
 def run_detection_training(cfg: DetectConfig, *, resume: bool = False, overwrite: bool = False,
                            quiet: bool = False) -> dict:
-    """Train (end to end, or decoupled with ``init_from``), evaluate on the val json, write the run dir."""
+    """Train (end to end, or decoupled with ``init_from``), evaluate on the val (and test) json, write the run dir."""
     from ..detection import MetaReweighter, load_detector_weights, reset_class_logits
     from ..detection import train as det
     from ..samplers.base import RandomSampler
@@ -170,7 +180,7 @@ def run_detection_training(cfg: DetectConfig, *, resume: bool = False, overwrite
     seed_everything(cfg.seed)
     start_time = time.perf_counter()
 
-    train_set, val_set = _datasets(cfg, with_masks=cfg.arch == "maskrcnn")
+    train_set, eval_sets = _datasets(cfg, with_masks=cfg.arch == "maskrcnn")
     stats = _class_stats(train_set)
     model = build_detector(cfg, stats)
     decoupled = cfg.init_from is not None
@@ -237,13 +247,15 @@ def run_detection_training(cfg: DetectConfig, *, resume: bool = False, overwrite
 
     save_checkpoint(model.state_dict(), run_dir / MODEL)
     train_seconds = time.perf_counter() - start_time
-    metrics = evaluate_detector(model, val_set, cfg, device)
     result = {"name": cfg.name, "head": cfg.head, "arch": cfg.arch, "decoupled": decoupled, "seed": cfg.seed,
-              "init_from": cfg.init_from, "history": history, "train_seconds": train_seconds,
-              "eval_seconds": metrics.pop("seconds"), "val": metrics, "class_stats": stats,
-              "reweighter": reweighter().tolist() if reweighter is not None else None}
+              "init_from": cfg.init_from, "history": history, "train_seconds": train_seconds, "eval_seconds": 0.0,
+              "class_stats": stats, "reweighter": reweighter().tolist() if reweighter is not None else None}
+    for split, dataset in eval_sets.items():
+        result[split] = evaluate_detector(model, dataset, cfg, device, split=split)
+        result["eval_seconds"] += result[split].pop("seconds")
+        say(f"{split}: " + _format_metrics(result[split]))
     write_json_atomic(result, run_dir / METRICS)
-    say(_format_metrics(metrics) + f"  -> {run_dir}")
+    say(f"-> {run_dir}")
     return result
 
 
@@ -259,8 +271,10 @@ def _meta_stream(train_set, cfg: DetectConfig):
         yield collate([train_set[int(i)] for i in picks])
 
 
-def evaluate_detector(model: torch.nn.Module, val_set, cfg: DetectConfig, device: torch.device) -> dict:
-    """LVIS bbox (and segm for Mask R-CNN) metrics of ``model`` on ``val_set``."""
+def evaluate_detector(model: torch.nn.Module, val_set, cfg: DetectConfig, device: torch.device,
+                      split: str = "val") -> dict:
+    """LVIS bbox (and segm for Mask R-CNN) metrics of ``model`` on ``val_set`` (the ``split`` json of ``cfg``;
+    ``max_val_images`` cuts both splits)."""
     from torch.utils.data import Subset
 
     from ..detection.evaluation import evaluate_lvis
@@ -271,7 +285,8 @@ def evaluate_detector(model: torch.nn.Module, val_set, cfg: DetectConfig, device
     loader = DataLoader(subset, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, collate_fn=collate)
     with_masks = cfg.arch == "maskrcnn"
     results = predict_lvis(model, loader, device, val_set.label_to_cat_id, with_masks=with_masks)
-    gt = _ground_truth(cfg.val_json, {int(t) for t in (val_set.image_ids[i] for i in range(len(subset)))})
+    gt_json = cfg.val_json if split == "val" else cfg.test_json
+    gt = _ground_truth(gt_json, {int(t) for t in (val_set.image_ids[i] for i in range(len(subset)))})
     out: dict[str, Any] = {"bbox": evaluate_lvis(results, gt, iou_type="bbox", max_dets=cfg.max_dets)}
     if with_masks:
         out["segm"] = evaluate_lvis(results, gt, iou_type="segm", max_dets=cfg.max_dets)
@@ -302,26 +317,38 @@ def _pct(x: float) -> str:
     return "  -  " if x is None or not math.isfinite(x) else f"{100 * x:5.2f}"
 
 
-def run_detection_eval(target: str, *, device: str = "auto", as_json: bool = False) -> dict:
-    """Re-evaluate a finished run directory (its config.yaml and model.pt) on its val json."""
+def run_detection_eval(target: str, *, split: str = "val", test_json: str | None = None, device: str = "auto",
+                       as_json: bool = False, save: bool = False) -> dict:
+    """Re-evaluate a finished run directory (its config.yaml and model.pt) on its ``split`` json;
+    ``test_json`` sets (or replaces) the run's test json; ``save`` stores the result in its metrics.json."""
     import json
 
+    if split not in EVAL_SPLITS:
+        raise ConfigError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
     run_dir = Path(target)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / MODEL).is_file():
         raise FileNotFoundError(f"{run_dir} is not a finished detection run (needs config.yaml and {MODEL})")
     cfg = load_config(DetectConfig, run_dir / "config.yaml")
-    metrics = json.loads((run_dir / METRICS).read_text()) if (run_dir / METRICS).is_file() else None
-    if metrics is None:
+    if test_json is not None:
+        cfg = dataclasses.replace(cfg, test_json=test_json)
+    if split == "test" and cfg.test_json is None:
+        raise ConfigError(f"{run_dir} has no test_json; pass --test-json PATH (e.g. data/lvis_syn/lvis_test.json)")
+    if not (run_dir / METRICS).is_file():
         raise FileNotFoundError(f"{run_dir} has no {METRICS}: the run did not finish")
-    _, val_set = _datasets(cfg, with_masks=False, train=False)
+    metrics = json.loads((run_dir / METRICS).read_text())
+    _, eval_sets = _datasets(cfg, with_masks=False, train=False)
     model = build_detector(cfg, metrics["class_stats"])
     model.load_state_dict(load_checkpoint(run_dir / MODEL))
     dev = _device(device if device != "auto" else cfg.device)
-    out = evaluate_detector(model.to(dev), val_set, cfg, dev)
+    out = evaluate_detector(model.to(dev), eval_sets[split], cfg, dev, split=split)
+    if save:
+        metrics[split] = {k: v for k, v in out.items() if k != "seconds"}
+        write_json_atomic(metrics, run_dir / METRICS)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     if as_json:
         print(json.dumps(out, indent=2))
     else:
-        console.print(f"{cfg.name}: " + _format_metrics(out))
+        console.print(f"{cfg.name} ({split}): " + _format_metrics(out))
     return out
 
 
@@ -329,76 +356,168 @@ def run_detection_eval(target: str, *, device: str = "auto", as_json: bool = Fal
 
 @dataclass
 class Suite:
-    """A detection benchmark: one stage-1 config, stage-2 configs by method name (each a config path
-    relative to the suite file, or {config: path, overrides: [key=value]}), seeds and overrides."""
+    """A detection benchmark: one stage-1 config, stage-2 configs by method name, seeds and overrides.
+
+    A stage-2 entry is a config path relative to the suite file, or ``{config: path, overrides: [key=value],
+    sweep: {key: [values]}}``. A sweep trains every value (grid over several keys) on ``sweep_seeds``
+    (default: all seeds), keeps the one with the best mean val bbox ``select_by`` metric, and trains only
+    that one on the other seeds: settings are chosen on val and the table reports test (when the configs
+    name a ``test_json``)."""
     stage1: str
     stage2: dict
     seeds: list = field(default_factory=lambda: [0])
     overrides: list = field(default_factory=list)  # key=value applied to every run
     output_dir: Optional[str] = None
+    select_by: str = "AP"  # val bbox metric that picks a sweep's value: AP | APr | APc | APf | AP50 ...
+    sweep_seeds: Optional[list] = None  # seeds a sweep runs on (default: every seed)
+
+
+# keys that change how a run is evaluated or where it lives, not what it learns: a finished run is
+# reused when its stored config differs only in these
+_EVAL_ONLY_KEYS = {"name", "output_dir", "test_json", "test_image_root", "device", "num_workers", "num_threads",
+                   "eval_batch_size"}
 
 
 def run_suite(path: str, *, overrides: list[str] | None = None, quiet: bool = False) -> dict:
-    """Train stage 1 and every stage 2 of a suite YAML for each seed (skipping finished runs), then
-    print and return the table."""
+    """Train stage 1 and every stage 2 of a suite YAML for each seed (skipping finished runs, running the
+    sweeps and choosing on val), then print and return the table (on test when there is a test json)."""
+    from ..detection.evaluation import METRICS as LVIS_METRICS
+
     path = Path(path)
     spec = read_yaml_mapping(path, "suites live under configs/detection/")
-    unknown = sorted(set(spec) - {f.name for f in dataclasses.fields(Suite)})
+    known = [f.name for f in dataclasses.fields(Suite)]
+    unknown = sorted(set(spec) - set(known))
     if unknown:
-        raise ConfigError(f"unknown suite key(s) {unknown} in {path}; known: {[f.name for f in dataclasses.fields(Suite)]}")
+        raise ConfigError(f"unknown suite key(s) {unknown} in {path}; known: {known}")
     suite = Suite(**spec)
+    if suite.select_by not in LVIS_METRICS:
+        raise ConfigError(f"select_by must be one of {list(LVIS_METRICS)}, got {suite.select_by!r}")
+    sweep_seeds = list(suite.seeds if suite.sweep_seeds is None else suite.sweep_seeds)
+    if not sweep_seeds or not set(sweep_seeds) <= set(suite.seeds):
+        raise ConfigError(f"sweep_seeds {sweep_seeds} must be a non-empty subset of seeds {suite.seeds}")
     base = path.parent
     extra = list(suite.overrides) + list(overrides or [])
     if suite.output_dir is not None:
         extra.append(f"output_dir={suite.output_dir}")
-    runs: dict[str, list[Path]] = {}
     start = time.perf_counter()
+
+    runs: dict[str, list[Path]] = {}
+    stage1: dict[int, Path] = {}
     for seed in suite.seeds:
         s1 = load_config(DetectConfig, base / suite.stage1, [*extra, f"seed={seed}", f"name={Path(suite.stage1).stem}_s{seed}"])
-        s1_dir = _run_once(s1, quiet)
-        runs.setdefault(f"softmax (stage 1, {s1.epochs} ep)", []).append(s1_dir)
-        for method, entry in suite.stage2.items():
-            cfg_path, own = _stage2_entry(method, entry)
-            s2 = load_config(DetectConfig, base / cfg_path,
-                             [*extra, *own, f"seed={seed}", f"name={method}_s{seed}", f"init_from={s1_dir}"])
-            runs.setdefault(method, []).append(_run_once(s2, quiet))
-    table = compare_runs(runs)
+        stage1[seed] = _run_once(s1, quiet)
+        runs.setdefault(f"softmax (stage 1, {s1.epochs} ep)", []).append(stage1[seed])
+    split = "test" if s1.test_json is not None else "val"
+
+    def stage2_run(method: str, cfg_path: str, own: list[str], seed: int, setting: dict) -> Path:
+        tag = "".join(f"_{k}{v}" for k, v in setting.items())
+        cfg = load_config(DetectConfig, base / cfg_path,
+                          [*extra, *own, *(f"{k}={v}" for k, v in setting.items()), f"seed={seed}",
+                           f"name={method}{tag}_s{seed}", f"init_from={stage1[seed]}"])
+        return _run_once(cfg, quiet)
+
+    selection: dict[str, dict] = {}
+    for method, entry in suite.stage2.items():
+        cfg_path, own, sweep = _stage2_entry(method, entry)
+        if not sweep:
+            runs[method] = [stage2_run(method, cfg_path, own, seed, {}) for seed in suite.seeds]
+            continue
+        scores = {}
+        for setting in _grid(sweep):
+            dirs = [stage2_run(method, cfg_path, own, seed, setting) for seed in sweep_seeds]
+            scores[_label(setting)] = (setting, _mean([_read_metrics(d, "val")["bbox"][suite.select_by] for d in dirs]))
+        best_label, (best, _) = max(scores.items(), key=lambda kv: kv[1][1] if math.isfinite(kv[1][1]) else -math.inf)
+        selection[method] = {"select_by": f"val bbox {suite.select_by}", "seeds": sweep_seeds, "chosen": best,
+                             "candidates": {label: score for label, (_, score) in scores.items()}}
+        runs[f"{method} ({best_label})"] = [stage2_run(method, cfg_path, own, seed, best) for seed in suite.seeds]
+    if selection:
+        _print_selection(selection)
+    table = compare_runs(runs, split=split)
+    table["selection"] = selection
     table["wall_seconds"] = time.perf_counter() - start
+    if split == "val":
+        console.print("[yellow]no test_json in these configs: the table is on val, the split the sweeps chose on[/]")
     console.print(f"suite wall time {table['wall_seconds'] / 60:.1f} min ({len(suite.seeds)} seed(s))")
     return table
 
 
-def _stage2_entry(method: str, entry: Any) -> tuple[str, list[str]]:
-    """A stage-2 entry is a config path, or {config: path, overrides: [key=value, ...]}."""
+def _stage2_entry(method: str, entry: Any) -> tuple[str, list[str], dict[str, list]]:
+    """A stage-2 entry: a config path, or {config: path, overrides: [key=value, ...], sweep: {key: [values]}}."""
     if isinstance(entry, str):
-        return entry, []
-    if isinstance(entry, dict) and "config" in entry and set(entry) <= {"config", "overrides"}:
-        return str(entry["config"]), [str(o) for o in entry.get("overrides", [])]
-    raise ConfigError(f"stage2 entry {method!r} must be a config path or {{config: path, overrides: [key=value]}}, "
-                      f"got {entry!r}")
+        return entry, [], {}
+    if isinstance(entry, dict) and "config" in entry and set(entry) <= {"config", "overrides", "sweep"}:
+        sweep = entry.get("sweep") or {}
+        bad = [k for k, v in sweep.items() if not isinstance(v, list) or not v]
+        if not isinstance(sweep, dict) or bad:
+            raise ConfigError(f"stage2 entry {method!r}: sweep must map config keys to non-empty lists of values, "
+                              f"e.g. sweep: {{lr: [0.02, 0.1, 0.2]}}; got {sweep!r}")
+        unknown = sorted(set(sweep) - {f.name for f in dataclasses.fields(DetectConfig)})
+        if unknown:
+            raise ConfigError(f"stage2 entry {method!r}: unknown sweep key(s) {unknown} (see longtail detect train --list-keys)")
+        return str(entry["config"]), [str(o) for o in entry.get("overrides", [])], sweep
+    raise ConfigError(f"stage2 entry {method!r} must be a config path or {{config: path, overrides: [key=value], "
+                      f"sweep: {{key: [values]}}}}, got {entry!r}")
+
+
+def _grid(sweep: dict[str, list]) -> list[dict]:
+    import itertools
+
+    return [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
+
+
+def _label(setting: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in setting.items())
+
+
+def _print_selection(selection: dict[str, dict]) -> None:
+    table = Table(title="Stage-2 settings chosen on val (the test table uses the chosen one)")
+    for col in ("method", "chosen by", "candidates (val)", "chosen"):
+        table.add_column(col)
+    for method, s in selection.items():
+        table.add_row(method, f"{s['select_by']}, seeds {s['seeds']}",
+                      "  ".join(f"{label}: {_pct(score).strip()}" for label, score in s["candidates"].items()),
+                      _label(s["chosen"]))
+    console.print(table)
 
 
 def _run_once(cfg: DetectConfig, quiet: bool) -> Path:
+    """Train ``cfg`` unless its run is finished (same training config); add a missing test evaluation."""
     run_dir = Path(cfg.output_dir) / str(cfg.name)
-    if (run_dir / METRICS).is_file():
-        console.print(f"{run_dir} is finished: reusing it")
-    else:
+    if not (run_dir / METRICS).is_file():
         run_detection_training(cfg, resume=True, quiet=quiet)
+        return run_dir
+    stored = to_dict(load_config(DetectConfig, run_dir / "config.yaml"))
+    wanted = to_dict(cfg)
+    changed = sorted(k for k in wanted if k not in _EVAL_ONLY_KEYS and stored.get(k) != wanted[k])
+    if changed:
+        raise ConfigError(f"{run_dir} is a finished run of another config (differs in {changed}); remove it, "
+                          "or give the suite another output_dir")
+    console.print(f"{run_dir} is finished: reusing it")
+    if cfg.test_json is not None and "test" not in _read_metrics(run_dir):
+        run_detection_eval(str(run_dir), split="test", test_json=cfg.test_json, device=cfg.device, save=True)
     return run_dir
 
 
-def compare_runs(runs: dict[str, list[Path]]) -> dict:
-    """Mean (and spread over seeds) of AP/APr/APc/APf for each method; prints the table."""
+def _read_metrics(run_dir: Path, split: str | None = None) -> dict:
     import json
 
+    f = Path(run_dir) / METRICS
+    if not f.is_file():
+        raise FileNotFoundError(f"{run_dir} has no {METRICS} (not a finished detection run)")
+    metrics = json.loads(f.read_text())
+    if split is None:
+        return metrics
+    if split not in metrics:
+        raise ConfigError(f"{run_dir} was not evaluated on {split}: run longtail detect eval {run_dir} --split {split} "
+                          "--test-json PATH --save")
+    return metrics[split]
+
+
+def compare_runs(runs: dict[str, list[Path]], split: str = "val") -> dict:
+    """Mean (and values per seed) of AP/APr/APc/APf on ``split`` for each method; prints the table."""
     rows: dict[str, dict] = {}
     for method, dirs in runs.items():
-        per_run = []
-        for d in dirs:
-            f = Path(d) / METRICS
-            if not f.is_file():
-                raise FileNotFoundError(f"{d} has no {METRICS} (not a finished detection run)")
-            per_run.append(json.loads(f.read_text())["val"])
+        per_run = [_read_metrics(d, split) for d in dirs]
         rows[method] = {}
         for kind in ("bbox", "segm"):
             if all(kind in r for r in per_run):
@@ -408,7 +527,7 @@ def compare_runs(runs: dict[str, list[Path]]) -> dict:
     for kind in ("bbox", "segm"):
         if not any(kind in r for r in rows.values()):
             continue
-        table = Table(title=f"LVIS-style {kind} AP on the val set (mean over {max(len(d) for d in runs.values())} run(s))")
+        table = Table(title=f"LVIS-style {kind} AP on the {split} split (mean over {max(len(d) for d in runs.values())} run(s))")
         table.add_column("method")
         for k in TABLE_METRICS:
             table.add_column(k, justify="right")
@@ -416,7 +535,7 @@ def compare_runs(runs: dict[str, list[Path]]) -> dict:
             if kind in r:
                 table.add_row(method, *[_pct(r[kind][k]) for k in TABLE_METRICS])
         console.print(table)
-    return {"rows": rows, "runs": {m: [str(d) for d in ds] for m, ds in runs.items()}}
+    return {"split": split, "rows": rows, "runs": {m: [str(d) for d in ds] for m, ds in runs.items()}}
 
 
 def _mean(values: list[float]) -> float:
@@ -425,23 +544,23 @@ def _mean(values: list[float]) -> float:
 
 
 def run_compare(targets: list[str], *, overrides: list[str] | None = None, quiet: bool = False,
-                json_out: str | None = None) -> dict:
-    """``targets``: one suite YAML (train what is missing, then the table) or run directories."""
+                json_out: str | None = None, split: str | None = None) -> dict:
+    """``targets``: one suite YAML (train what is missing, then the table) or run directories (``split``:
+    val or test; default test when every run has it)."""
     if len(targets) == 1 and Path(targets[0]).suffix in (".yaml", ".yml"):
+        if split is not None:
+            raise ConfigError("--split applies to run directories; a suite reports test when its configs name a test_json")
         table = run_suite(targets[0], overrides=overrides, quiet=quiet)
     else:
         if overrides:
             raise ConfigError("key=value overrides only apply to a suite YAML")
         runs: dict[str, list[Path]] = {}
+        has_test = True
         for t in targets:
-            import json
-
-            f = Path(t) / METRICS
-            if not f.is_file():
-                raise FileNotFoundError(f"{t} is not a finished detection run (no {METRICS})")
-            m = json.loads(f.read_text())
+            m = _read_metrics(Path(t))
+            has_test &= "test" in m
             runs.setdefault(m["head"] + (" (decoupled)" if m.get("decoupled") else ""), []).append(Path(t))
-        table = compare_runs(runs)
+        table = compare_runs(runs, split=split or ("test" if has_test else "val"))
     if json_out is not None:
         write_json_atomic(table, Path(json_out))
     return table
@@ -463,6 +582,7 @@ def run_detect_command(args) -> None:
         run_detection_training(load_config(DetectConfig, config, overrides), resume=args.resume,
                                overwrite=args.overwrite, quiet=args.quiet)
     elif args.detect_command == "eval":
-        run_detection_eval(args.run, device=args.device, as_json=args.json)
+        run_detection_eval(args.run, split=args.split, test_json=args.test_json, device=args.device,
+                           as_json=args.json, save=args.save)
     elif args.detect_command == "compare":
-        run_compare(args.targets, overrides=args.overrides, quiet=args.quiet, json_out=args.json_out)
+        run_compare(args.targets, overrides=args.overrides, quiet=args.quiet, json_out=args.json_out, split=args.split)

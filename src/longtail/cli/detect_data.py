@@ -17,8 +17,9 @@ def add_make_data_parser(sub) -> None:
     """Add ``make-data`` to the ``detect`` group's sub-parsers (imports nothing heavy: every command
     builds this parser)."""
     p = sub.add_parser("make-data", help="write the embedded LVIS-format benchmark (Fashion-MNIST items on canvases)",
-                       description="Write OUT/lvis_train.json, OUT/lvis_val.json and the images under OUT/train and "
-                                   "OUT/val. 120 classes whose training instance counts follow the LVIS v1 train "
+                       description="Write OUT/lvis_train.json, OUT/lvis_val.json, OUT/lvis_test.json and the images "
+                                   "under OUT/train, OUT/val and OUT/test (val for choosing settings, test for "
+                                   "reporting). 120 classes whose training instance counts follow the LVIS v1 train "
                                    "profile divided by --scale. Example: longtail detect make-data data/lvis_syn_ci "
                                    "--size ci")
     p.add_argument("out", help="output folder (must not hold a generated dataset yet)")
@@ -43,7 +44,7 @@ def run_make_data(args: argparse.Namespace) -> dict:
     table = Table(title=f"{args.out}: {summary['num_classes']} classes", show_header=True)
     table.add_column("")
     table.add_column("value", justify="right")
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         table.add_row(f"{split} images / instances", f"{summary[split]['images']} / {summary[split]['instances']}")
     table.add_row("train instances per class", f"{train['min_instances']} .. {train['max_instances']}")
     table.add_row("frequency groups r / c / f", " / ".join(str(v) for v in train["frequency_groups"].values()))

@@ -72,8 +72,11 @@ def _add_detect(sub) -> None:
     t.add_argument("--overwrite", action="store_true", help="discard an existing run of the same name")
     t.add_argument("--quiet", action="store_true", help="print nothing but errors")
     t.add_argument("--list-keys", action="store_true", help="list the config keys and their defaults, then exit")
-    e = dsub.add_parser("eval", help="re-evaluate a finished detection run on its val json")
+    e = dsub.add_parser("eval", help="re-evaluate a finished detection run on its val (or test) json")
     e.add_argument("run", help="run directory (config.yaml + model.pt)")
+    e.add_argument("--split", choices=("val", "test"), default="val", help="which json (default: val)")
+    e.add_argument("--test-json", default=None, help="test json for a run trained without one")
+    e.add_argument("--save", action="store_true", help="store the metrics in the run's metrics.json")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     c = dsub.add_parser("compare", help="AP / APr / APc / APf side by side: a suite YAML (trains what is missing) "
@@ -82,6 +85,8 @@ def _add_detect(sub) -> None:
     c.add_argument("--set", dest="overrides", action="append", default=[],
                    help="key=value override applied to every run of a suite (repeatable)")
     c.add_argument("--json-out", help="also write the table as JSON here")
+    c.add_argument("--split", choices=("val", "test"), default=None,
+                   help="for run directories: the split to tabulate (default: test when every run has it)")
     c.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     from .detect_data import add_make_data_parser
     add_make_data_parser(dsub)

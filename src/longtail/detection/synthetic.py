@@ -1,13 +1,15 @@
 """An embedded long-tailed detection benchmark in LVIS format, built offline from real images.
 
-Each object is a real Fashion-MNIST item (train items for the train split, test items for val),
+Each object is a real Fashion-MNIST item (train items for the train split; test items for val and
+test, where the test split never reuses an item that val used),
 tinted and scaled, pasted without overlap on a 128 x 128 canvas with a smooth random background.
 A class is (item, tint, size band): 10 x 6 x 2 = 120 classes. Its mask is the polygon traced around
 the item's silhouette (holes filled), and the pasted pixels are exactly that polygon's raster.
 
 Per-class training instance counts follow the real LVIS v1 train profile: the 1203 sorted instance
 counts are read at the C quantile midpoints, divided by ``scale`` and rounded (at least 1), then dealt
-to the classes in a seeded random order. Val has ``val_per_class`` instances of every class.
+to the classes in a seeded random order. Val has ``val_per_class`` instances of every class, test
+``test_per_class``: val is for choosing settings (learning rates), test for reporting.
 Categories carry LVIS fields (``frequency`` r/c/f from the train image count, ``image_count``,
 ``instance_count``); images carry ``neg_category_ids`` (a random ``neg_fraction`` of the absent
 classes, as LVIS verifies only some absences) and ``not_exhaustive_category_ids`` (present classes
@@ -38,6 +40,7 @@ class SyntheticLvisConfig:
 
     scale: float = 10.0  # LVIS v1 instance counts are divided by this
     val_per_class: int = 6
+    test_per_class: int = 6
     canvas: int = 128
     objects_per_image: tuple[int, int] = (2, 7)  # inclusive range of objects tried per image
     neg_fraction: float = 0.2
@@ -49,7 +52,7 @@ PRESETS = {
     # ~12,000 train instances; all four BAGS bins (10, 100, 1000) and all r/c/f groups populated
     "default": SyntheticLvisConfig(),
     # tiny, for CI: ~2,000 train instances; the [1000, inf) BAGS bin is empty (see docs/lvis.md)
-    "ci": SyntheticLvisConfig(scale=60.0, val_per_class=2),
+    "ci": SyntheticLvisConfig(scale=60.0, val_per_class=2, test_per_class=2),
 }
 
 
@@ -109,10 +112,13 @@ class _Painter:
     """Pastes items on canvases and writes LVIS image + annotation records."""
 
     def __init__(self, cfg: SyntheticLvisConfig, items: np.ndarray, item_labels: np.ndarray,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, exclude: set[int] = frozenset()) -> None:
         self.cfg, self.items, self.rng = cfg, items, rng
-        self.by_item = [np.flatnonzero(item_labels == k) for k in range(10)]
+        keep = np.ones(len(item_labels), dtype=bool)
+        keep[list(exclude)] = False
+        self.by_item = [np.flatnonzero((item_labels == k) & keep) for k in range(10)]
         self.classes = class_table()
+        self.used: set[int] = set()  # item indices drawn, so a later split can avoid them
 
     def background(self) -> np.ndarray:
         from PIL import Image
@@ -127,7 +133,9 @@ class _Painter:
 
         item, _, _ = self.classes[cls]
         while True:
-            raw = self.items[self.rng.choice(self.by_item[item])]
+            index = int(self.rng.choice(self.by_item[item]))
+            self.used.add(index)
+            raw = self.items[index]
             gray = np.asarray(Image.fromarray(raw).resize((side, side), Image.BILINEAR), dtype=np.float32) / 255
             polygons = silhouette_polygons(gray)
             if polygons:
@@ -224,8 +232,9 @@ def _image_counts(anns: list[dict], num_classes: int) -> np.ndarray:
 
 def make_synthetic_lvis(out_dir: str | Path, *, size: str = "default", scale: float | None = None, seed: int = 0,
                         data_root: str | Path | None = None) -> dict[str, Any]:
-    """Write ``out_dir/lvis_train.json``, ``lvis_val.json`` and the images under ``train/`` and ``val/``;
-    the same arguments give the same files. ``size``: a :data:`PRESETS` name; ``scale`` overrides its
+    """Write ``out_dir/lvis_{train,val,test}.json`` and the images under ``train/``, ``val/`` and ``test/``;
+    the same arguments give the same files (and the train and val splits of a generator without the test
+    split: test is drawn last, from Fashion-MNIST test items that val did not use). ``size``: a :data:`PRESETS` name; ``scale`` overrides its
     instance-count divisor. Returns a summary (class, image and instance counts; r/c/f group and
     BAGS bin sizes), also written to ``out_dir/summary.json``."""
     if size not in PRESETS:
@@ -241,14 +250,20 @@ def make_synthetic_lvis(out_dir: str | Path, *, size: str = "default", scale: fl
     counts = np.empty(num_classes, dtype=np.int64)
     counts[rng.permutation(num_classes)] = lvis_profile_counts(num_classes, cfg.scale)
 
-    splits = {}
-    for split, train, per_class in (("train", True, counts), ("val", False, np.full(num_classes, cfg.val_per_class))):
-        items, labels = sources.load_fashion_mnist(root, train=train)
-        painter = _Painter(cfg, items.numpy(), labels.numpy(), rng)
+    splits: dict[str, tuple[list[dict], list[dict]]] = {}
+    used_test_items: set[int] = set()  # Fashion-MNIST test items already pasted into val
+    items_by_split: dict[str, set[int]] = {}
+    for split, per_class in (("train", counts), ("val", np.full(num_classes, cfg.val_per_class)),
+                             ("test", np.full(num_classes, cfg.test_per_class))):
+        items, labels = sources.load_fashion_mnist(root, train=split == "train")
+        painter = _Painter(cfg, items.numpy(), labels.numpy(), rng, exclude=used_test_items)
         pool = rng.permutation(np.repeat(np.arange(num_classes), per_class)).tolist()
-        first_image = 1 if train else 1 + len(splits["train"][0])
-        first_ann = 1 if train else 1 + len(splits["train"][1])
+        first_image = 1 + sum(len(images) for images, _ in splits.values())  # ids unique over all splits
+        first_ann = 1 + sum(len(anns) for _, anns in splits.values())
         splits[split] = _render_split(painter, pool, split, out, first_image, first_ann)
+        items_by_split[split] = painter.used
+        if split != "train":
+            used_test_items |= painter.used
 
     train_images = _image_counts(splits["train"][1], num_classes)
     summary: dict[str, Any] = {"config": {**asdict(cfg), "size": size, "seed": seed}, "num_classes": num_classes}
@@ -260,7 +275,8 @@ def make_synthetic_lvis(out_dir: str | Path, *, size: str = "default", scale: fl
                 "suggested_bags_bin_edges": list(suggested_bin_edges(cfg.scale))}
         with open(out / f"lvis_{split}.json", "w") as f:
             json.dump({"info": info, "licenses": [], "images": images, "annotations": anns, "categories": cats}, f)
-        summary[split] = {"images": len(images), "instances": len(anns)}
+        summary[split] = {"images": len(images), "instances": len(anns), "source_items": len(items_by_split[split])}
+    summary["test"]["source_items_shared_with_val"] = len(items_by_split["test"] & items_by_split["val"])
     summary["train"].update(_group_sizes(np.bincount([a["category_id"] - 1 for a in splits["train"][1]],
                                                      minlength=num_classes), train_images, cfg.scale))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
