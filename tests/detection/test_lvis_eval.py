@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from longtail.detection.evaluation import METRICS, evaluate_lvis, limit_detections_per_image, to_lvis_results
-from lvis_reference import LVIS_VAL_100, import_reference_lvis, make_detections, reference_lvis_eval
+from lvis_reference import (LVIS_TRAIN_STATS, LVIS_VAL_100, import_reference_lvis, make_detections, make_lvis_val,
+                             reference_lvis_eval)
 
 needs_val = pytest.mark.skipif(not LVIS_VAL_100.exists(), reason=f"real LVIS annotations not found at {LVIS_VAL_100} "
                                "(set LONGTAIL_SHARED_DATA to the folder holding lvis/lvis_v0.5_val_100.json)")
@@ -88,6 +89,10 @@ def test_federated_rules_on_a_hand_made_case():
     assert evaluate_lvis([hit, fp_same], gt)["AP50"] == pytest.approx(0.5, abs=0.01)  # precision 1/2 at recall 1
     gt["images"][0]["not_exhaustive_category_ids"] = [1]  # now the unmatched detection is ignored
     assert evaluate_lvis([hit, fp_same], gt)["AP50"] == pytest.approx(1.0)
+    # as in the reference, a result of area 0 (flat box, empty mask) is not evaluated at all
+    gt["images"][0]["not_exhaustive_category_ids"] = []
+    flat = {"image_id": 7, "category_id": 1, "bbox": [15, 10, 5, 0], "score": 0.9}
+    assert evaluate_lvis([hit, flat], gt)["AP50"] == pytest.approx(1.0)
 
 
 def test_clear_errors():
@@ -119,3 +124,27 @@ def test_to_lvis_results_converts_torchvision_outputs():
     with pytest.raises(ValueError, match="label 3"):
         to_lvis_results([{**out, "labels": torch.tensor([1, 3])}], [7], {1: 1, 2: 2})
     assert np.isclose(res[1]["score"], 0.3)
+
+
+@needs_val
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_equals_reference_on_a_built_val_set(lvis_val, iou_type):
+    """Hundreds of classes with ground truth, each spread over its own images (the evaluation packs
+    every class's (image, class) pairs onto shared virtual images), with negative and not-exhaustive
+    classes; every image topped up to 60 detections; scores on a 0.05 grid, so ties across images
+    (kept in image order by both) decide the order of true and false positives."""
+    lvis = import_reference_lvis()
+    if lvis is None:
+        pytest.skip("reference evaluator not installed: pip install lvis==0.5.3 --no-deps (the `test` extra)")
+    stats = json.loads(LVIS_TRAIN_STATS.read_text())["categories"]
+    gt = make_lvis_val(lvis_val, stats, 150, seed=3)
+    assert len({a["category_id"] for a in gt["annotations"]}) > 300
+    assert any(im["not_exhaustive_category_ids"] for im in gt["images"])
+    dets = make_detections(gt, seed=3, with_masks=iou_type == "segm", dets_per_image=60)
+    for d in dets:
+        d["score"] = round(d["score"] * 20) / 20
+    ours = evaluate_lvis(dets, gt, iou_type=iou_type)
+    ref = reference_lvis_eval(lvis, gt, dets, iou_type)
+    for name in METRICS:
+        assert ours[name] == pytest.approx(ref[name], abs=1e-4), name
+    assert 0.02 < ours["AP"] < 0.95
