@@ -10,6 +10,7 @@ loaded, the class-logit layer re-created for the config's head and everything el
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import math
 import time
@@ -155,28 +156,55 @@ def _weights_file(target: str | Path) -> Path:
 
 def run_detection_training(cfg: DetectConfig, *, resume: bool = False, overwrite: bool = False,
                            quiet: bool = False) -> dict:
-    """Train (end to end, or decoupled with ``init_from``), evaluate on the val (and test) json, write the run dir."""
-    from ..detection import MetaReweighter, load_detector_weights, reset_class_logits
-    from ..detection import train as det
-    from ..samplers.base import RandomSampler
-    from ..samplers.repeat_factor import RepeatFactorSampler
+    """Train (end to end, or decoupled with ``init_from``), evaluate on the val (and test) json, write the run dir.
 
-    say = (lambda *a: None) if quiet else (lambda *a: console.print(*a))
+    Under ``torchrun --nproc_per_node N`` (WORLD_SIZE > 1) every rank trains on its shard of each epoch
+    with ``batch_size`` images per step, so the global batch is ``batch_size x N``; rank 0 alone writes
+    the run directory and prints. Every rank returns the same metrics."""
+    from ..engine import distributed as dist_utils
+
     if not cfg.name:
         raise ConfigError("the run needs a name: pass name=... (a config file gives its stem by default)")
     if cfg.head == "balms" and cfg.init_from is None:
         raise ConfigError("head balms trains the Meta Reweighter in decoupled stage 2: set init_from to a stage-1 run")
-    if cfg.num_threads is not None:
-        torch.set_num_threads(cfg.num_threads)
-    run_dir = Path(cfg.output_dir) / cfg.name
+    _device(cfg.device)  # a clear error for a bad name before joining the process group
+    joining = not dist_utils.is_distributed()
+    info = dist_utils.setup(cfg.device)
+    if joining and info.distributed:
+        # left until the process exits: a process cannot join a second gloo group after destroying the
+        # first, and a suite trains several runs in one process
+        atexit.register(dist_utils.cleanup)
+    return _train_detector(cfg, info, resume=resume, overwrite=overwrite, quiet=quiet)
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> str | None:
+    """Rank 0's part: the error message when the run directory may not be used, else None."""
     if (run_dir / CHECKPOINT).exists() and not (resume or overwrite):
-        raise ConfigError(f"{run_dir} already holds a run. Pass --resume to continue it, --overwrite to start again, "
-                          "or name=... to use another directory.")
+        return (f"{run_dir} already holds a run. Pass --resume to continue it, --overwrite to start again, "
+                "or name=... to use another directory.")
     if overwrite:
         for name in (CHECKPOINT, MODEL, METRICS):
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = _device(cfg.device)
+    return None
+
+
+def _train_detector(cfg: DetectConfig, info, *, resume: bool, overwrite: bool, quiet: bool) -> dict:
+    from ..detection import MetaReweighter, load_detector_weights, reset_class_logits
+    from ..detection import train as det
+    from ..engine import distributed as dist_utils
+    from ..samplers.base import RandomSampler
+    from ..samplers.repeat_factor import RepeatFactorSampler
+
+    say = (lambda *a: console.print(*a)) if (info.is_main and not quiet) else (lambda *a: None)
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    run_dir = Path(cfg.output_dir) / cfg.name
+    problem = _prepare_run_dir(run_dir, resume, overwrite) if info.is_main else None
+    problem = dist_utils.broadcast_object(problem)  # also: no rank reads the directory before rank 0 prepared it
+    if problem is not None:
+        raise ConfigError(problem)
+    device = info.device
     seed_everything(cfg.seed)
     start_time = time.perf_counter()
 
@@ -196,12 +224,14 @@ def run_detection_training(cfg: DetectConfig, *, resume: bool = False, overwrite
     if cfg.head == "balms":
         reweighter = MetaReweighter(len(stats["instance_counts"])).to(device)
         meta_optimizer = torch.optim.Adam(reweighter.parameters(), lr=cfg.meta_lr)
-        meta_batches = _meta_stream(train_set, cfg)
+        # one stream per rank, rank 0's being the single-process one
+        meta_batches = MetaStream(train_set, cfg.batch_size, seed=cfg.seed + 7919 + 10007 * info.rank)
 
+    shard = dict(num_replicas=info.world_size, rank=info.rank, seed=cfg.seed)  # each rank: a disjoint share
     if cfg.repeat_threshold is not None:
-        sampler = RepeatFactorSampler(train_set.repeat_factors(cfg.repeat_threshold), seed=cfg.seed)
+        sampler = RepeatFactorSampler(train_set.repeat_factors(cfg.repeat_threshold), **shard)
     else:
-        sampler = RandomSampler(len(train_set), seed=cfg.seed)
+        sampler = RandomSampler(len(train_set), **shard)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
                         collate_fn=det.collate)
     steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
@@ -214,17 +244,31 @@ def run_detection_training(cfg: DetectConfig, *, resume: bool = False, overwrite
         state = load_checkpoint(run_dir / CHECKPOINT)
         if state["config"] != to_dict(cfg):
             raise ConfigError(f"{run_dir} was trained with another config; use --overwrite or another name")
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != info.world_size:  # the shards, the global batch and the meta streams would change
+            raise ConfigError(f"{run_dir} was trained by {saved_world} process(es), this is {info.world_size}: resume "
+                              f"with the same number (torchrun --nproc_per_node {saved_world}, or no torchrun for 1)")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if reweighter is not None:
             reweighter.load_state_dict(state["reweighter"])
             meta_optimizer.load_state_dict(state["meta_optimizer"])
+            if "meta_streams" in state:  # older checkpoints restart the stream
+                meta_batches.generator.set_state(state["meta_streams"][info.rank])
         history, start_epoch = state["history"], int(state["epoch"])
         say(f"resuming {run_dir} at epoch {start_epoch}/{cfg.epochs}")
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if info.is_main:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    trained = model
+    if info.distributed and not decoupled:
+        # every parameter of the torchvision detectors gets a gradient each step (checked for every head):
+        # no find_unused_parameters. Stage 2 averages its gradients itself (no DDP forward there).
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None)
     say(f"[bold]{cfg.name}[/]: {cfg.arch} {cfg.backbone}, head {cfg.head}, {'decoupled from ' + str(cfg.init_from) if decoupled else 'end to end'}; "
-        f"{len(train_set)} train images, {len(stats['instance_counts'])} classes, {steps_per_epoch} steps/epoch on {device}")
+        f"{len(train_set)} train images, {len(stats['instance_counts'])} classes, {steps_per_epoch} steps/epoch on "
+        f"{info.world_size} x {device} (global batch {cfg.batch_size * info.world_size})")
 
     for epoch in range(start_epoch, cfg.epochs):
         seed_everything(cfg.seed, epoch + 1)
@@ -234,65 +278,111 @@ def run_detection_training(cfg: DetectConfig, *, resume: bool = False, overwrite
                                                 reweighter=reweighter, meta_optimizer=meta_optimizer,
                                                 meta_batches=meta_batches)
         else:
-            out = det.train_one_epoch(model, loader, optimizer, scheduler, device=device, epoch=epoch,
+            out = det.train_one_epoch(trained, loader, optimizer, scheduler, device=device, epoch=epoch,
                                       max_grad_norm=cfg.max_grad_norm)
         history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                         **{k: float(v) for k, v in out.items()}})
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "epoch": epoch + 1, "history": history, "config": to_dict(cfg)}
-        if reweighter is not None:
-            state.update(reweighter=reweighter.state_dict(), meta_optimizer=meta_optimizer.state_dict())
-        save_checkpoint(state, run_dir / CHECKPOINT)
+        # every rank's meta stream position (a collective), so --resume continues each stream exactly
+        streams = dist_utils.all_gather_objects(meta_batches.generator.get_state()) if reweighter is not None else None
+        if info.is_main:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
+                     "config": to_dict(cfg), "world_size": info.world_size}
+            if reweighter is not None:
+                state.update(reweighter=reweighter.state_dict(), meta_optimizer=meta_optimizer.state_dict(),
+                             meta_streams=streams)
+            save_checkpoint(state, run_dir / CHECKPOINT)
         say(f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {out['loss']:.4f}  ({out['seconds']:.1f}s)")
+        dist_utils.barrier()
 
-    save_checkpoint(model.state_dict(), run_dir / MODEL)
+    dist_utils.broadcast_buffers(model)  # every rank evaluates (and rank 0 saves) the same weights and statistics
+    if info.is_main:
+        save_checkpoint(model.state_dict(), run_dir / MODEL)
     train_seconds = time.perf_counter() - start_time
     result = {"name": cfg.name, "head": cfg.head, "arch": cfg.arch, "decoupled": decoupled, "seed": cfg.seed,
               "init_from": cfg.init_from, "history": history, "train_seconds": train_seconds, "eval_seconds": 0.0,
               "class_stats": stats, "reweighter": reweighter().tolist() if reweighter is not None else None}
+    if info.distributed:
+        result["world_size"] = info.world_size
     for split, dataset in eval_sets.items():
         result[split] = evaluate_detector(model, dataset, cfg, device, split=split)
         result["eval_seconds"] += result[split].pop("seconds")
         say(f"{split}: " + _format_metrics(result[split]))
-    write_json_atomic(result, run_dir / METRICS)
+    result = dist_utils.broadcast_object(result)  # rank 0's timings: the same dict on every rank
+    if info.is_main:
+        write_json_atomic(result, run_dir / METRICS)
     say(f"-> {run_dir}")
+    dist_utils.barrier()  # the other ranks return once the run directory is complete
     return result
 
 
-def _meta_stream(train_set, cfg: DetectConfig):
+class MetaStream:
     """Endless class-balanced batches for the Meta Reweighter: images drawn with replacement with weight
-    r(I) = max_{c in I} 1 / f(c) (BALMS's meta loader), from a seeded generator."""
-    from ..detection.train import class_balanced_image_weights, collate
+    r(I) = max_{c in I} 1 / f(c) (BALMS's meta loader) from a seeded generator (one seed per rank, so
+    ranks draw different meta batches). Its ``generator`` state goes into the checkpoint."""
 
-    weights = class_balanced_image_weights(train_set.image_labels, train_set.num_classes)
-    generator = torch.Generator().manual_seed(cfg.seed + 7919)
-    while True:
-        picks = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=generator)
-        yield collate([train_set[int(i)] for i in picks])
+    def __init__(self, train_set, batch_size: int, *, seed: int) -> None:
+        from ..detection.train import class_balanced_image_weights
+
+        self.train_set, self.batch_size = train_set, batch_size
+        self.weights = class_balanced_image_weights(train_set.image_labels, train_set.num_classes)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self) -> "MetaStream":
+        return self
+
+    def __next__(self):
+        from ..detection.train import collate
+
+        picks = torch.multinomial(self.weights, self.batch_size, replacement=True, generator=self.generator)
+        return collate([self.train_set[int(i)] for i in picks])
 
 
 def evaluate_detector(model: torch.nn.Module, val_set, cfg: DetectConfig, device: torch.device,
                       split: str = "val") -> dict:
     """LVIS bbox (and segm for Mask R-CNN) metrics of ``model`` on ``val_set`` (the ``split`` json of ``cfg``;
-    ``max_val_images`` cuts both splits)."""
+    ``max_val_images`` cuts both splits). Under DDP a collective: each rank predicts every W-th image,
+    rank 0 gathers the results and evaluates, and every rank returns its metrics."""
     from torch.utils.data import Subset
 
     from ..detection.evaluation import evaluate_lvis
     from ..detection.train import collate, predict_lvis
+    from ..engine import distributed as dist_utils
+    from ..samplers.base import SequentialShardSampler
 
     start = time.perf_counter()
     subset = val_set if cfg.max_val_images is None else Subset(val_set, range(min(cfg.max_val_images, len(val_set))))
-    loader = DataLoader(subset, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, collate_fn=collate)
+    distributed = dist_utils.is_distributed() and len(subset) > 0
+    sampler = None
+    if distributed:
+        sampler = SequentialShardSampler(len(subset), num_replicas=torch.distributed.get_world_size(),
+                                         rank=torch.distributed.get_rank())
+    loader = DataLoader(subset, batch_size=cfg.eval_batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                        collate_fn=collate)
     with_masks = cfg.arch == "maskrcnn"
     results = predict_lvis(model, loader, device, val_set.label_to_cat_id, with_masks=with_masks)
+    image_ids = [int(val_set.image_ids[i]) for i in range(len(subset))]
+    if distributed:
+        shards = _gather_to_main(results)
+        if torch.distributed.get_rank() != 0:
+            return dist_utils.broadcast_object(None)
+        order = {image_id: k for k, image_id in enumerate(image_ids)}  # dataset order, as one process gives it
+        results = sorted((r for shard in shards for r in shard), key=lambda r: order[r["image_id"]])
     gt_json = cfg.val_json if split == "val" else cfg.test_json
-    gt = _ground_truth(gt_json, {int(t) for t in (val_set.image_ids[i] for i in range(len(subset)))})
+    gt = _ground_truth(gt_json, set(image_ids))
     out: dict[str, Any] = {"bbox": evaluate_lvis(results, gt, iou_type="bbox", max_dets=cfg.max_dets)}
     if with_masks:
         out["segm"] = evaluate_lvis(results, gt, iou_type="segm", max_dets=cfg.max_dets)
     out["num_images"] = len(subset)
     out["seconds"] = time.perf_counter() - start
-    return out
+    return dist_utils.broadcast_object(out) if distributed else out
+
+
+def _gather_to_main(obj: Any) -> list[Any] | None:
+    """Every rank's ``obj`` as a list on rank 0 (None elsewhere): the LVIS result lists, kept off the other ranks."""
+    gathered = [None] * torch.distributed.get_world_size() if torch.distributed.get_rank() == 0 else None
+    torch.distributed.gather_object(obj, gathered, dst=0)
+    return gathered
 
 
 def _ground_truth(path: str, image_ids: set[int]) -> dict:

@@ -6,6 +6,12 @@ the class-logit layer with the head's number of outputs, freeze everything else.
 before the class-logit layer learns, a step computes the RoI features of the batch once, without
 gradient, and trains only ``cls_score`` on them; the box and mask layers are frozen and their
 losses would carry no gradient, so they are not computed.
+
+Under DDP (``torchrun``) the end-to-end epoch is given the DistributedDataParallel-wrapped detector.
+The decoupled epoch does not go through a DDP forward, so it averages the class-logit layer's
+gradients over ranks itself, and the Meta Reweighter's meta-gradient is the one of the mean of the
+ranks' losses (as in :mod:`longtail.engine.meta`); every rank then applies the same updates. A non-finite loss on
+any rank stops every rank at the same step, and the returned losses are averaged over ranks.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ import time
 from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..engine import distributed as dist_utils
 from ..engine.loop import NonFiniteLossError
 from .roi_heads import LongTailRoIHeads
 from .sigmoid_balanced import MetaReweighter, sigmoid_class_loss
@@ -37,18 +45,49 @@ def _to(images, targets, device: torch.device):
 
 
 def _check_finite(total: Tensor, losses: dict[str, Tensor], epoch: int, step: int) -> None:
-    if not torch.isfinite(total):
-        raise NonFiniteLossError(f"non-finite detection loss at epoch {epoch}, step {step}; terms: "
-                                 f"{ {k: float(v) for k, v in losses.items()} }. Lower the learning rate or check "
-                                 "the boxes (degenerate boxes give NaN regression targets).")
+    # a collective under DDP: every rank raises together instead of the others hanging in the next all-reduce
+    if dist_utils.any_rank(not bool(torch.isfinite(total)), total.device):
+        terms = {k: float(v.detach()) for k, v in losses.items()}
+        raise NonFiniteLossError(f"non-finite detection loss at epoch {epoch}, step {step} (on some rank); terms "
+                                 f"on this rank: {terms}. Lower the learning rate or check the boxes (degenerate "
+                                 "boxes give NaN regression targets).")
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist_utils.is_distributed() else 1
+
+
+def _all_reduce(t: Tensor) -> Tensor:
+    """Sum over ranks, out of place (not differentiable)."""
+    t = t.detach().clone()
+    dist.all_reduce(t)
+    return t
+
+
+def _average_gradients(params: Iterable[Tensor]) -> None:
+    """Replace each ``.grad`` by its mean over ranks (what DDP does for a model it wraps)."""
+    world = _world()
+    if world == 1:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)
+
+
+def _mean_over_ranks(sums: dict[str, float], steps: int, device: torch.device) -> dict[str, float]:
+    """Per-step means of the logged losses, averaged over ranks (every rank runs the same number of steps)."""
+    return {k: float(dist_utils.all_reduce_mean(torch.tensor(v / max(steps, 1), dtype=torch.float64, device=device)))
+            for k, v in sums.items()}
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *, device: torch.device,
                     epoch: int = 0, max_grad_norm: float | None = None,
                     progress: Callable[[int, dict], None] | None = None) -> dict:
-    """End-to-end: one pass of ``model(images, targets)`` (a torchvision detector) summing its loss dict.
-    Returns the mean of every loss term, the number of steps and the wall time."""
+    """End-to-end: one pass of ``model(images, targets)`` (a torchvision detector, DDP-wrapped under
+    torchrun) summing its loss dict. Returns the mean of every loss term (averaged over ranks), the
+    number of steps and the wall time."""
     model.train()
     sums: dict[str, float] = {}
     steps, start = 0, time.perf_counter()
@@ -70,7 +109,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         if progress is not None:
             progress(step, {"loss": float(total.detach()), "lr": optimizer.param_groups[0]["lr"]})
-    return {**{k: v / max(steps, 1) for k, v in sums.items()}, "steps": steps, "seconds": time.perf_counter() - start}
+    return {**_mean_over_ranks(sums, steps, device), "steps": steps, "seconds": time.perf_counter() - start}
 
 
 def freeze_all_but_class_logits(model: nn.Module) -> nn.Linear:
@@ -130,17 +169,33 @@ def meta_reweight_step(layer: nn.Linear, head, feats: Tensor, labels: Tensor, me
     (1) a differentiable SGD look-ahead of the class-logit layer on the training RoIs with the
     reweighted head loss; (2) plain sigmoid BCE of the stepped layer on the class-balanced meta
     RoIs, backpropagated to the reweighter; (3) a step of ``meta_optimizer`` (Adam, lr 0.01 in the
-    official code). The layer itself is not changed. Returns the meta loss."""
+    official code). The layer itself is not changed. Returns the meta loss (averaged over ranks).
+
+    Under DDP the meta-gradient is exactly that of the objective DDP trains (the mean of the ranks'
+    losses, each normalised over its own RoIs): the look-ahead uses the layer gradient averaged over
+    ranks (as the real update does), the meta loss is the mean over ranks, and the per-rank
+    contributions to the reweighter's gradient are summed, so every rank takes the same Adam step."""
     params = [layer.weight, layer.bias]
     inner = head.loss(F.linear(feats, *params), labels, class_weights=reweighter())
     grads = torch.autograd.grad(inner, params, create_graph=True)
+    world = _world()
+    if world > 1:  # value: the rank-averaged gradient; graph: this rank's share (1/W) of it
+        grads = [g / world + (_all_reduce(g) - g.detach()) / world for g in grads]
     stepped = []
     for p, g in zip(params, grads):
         direction, lr = _sgd_direction(optimizer, p, g)
         stepped.append(p.detach() - lr * direction)
     meta_loss = sigmoid_class_loss(F.linear(meta_feats, *stepped), meta_labels)
     meta_optimizer.zero_grad(set_to_none=True)
-    meta_loss.backward(inputs=list(reweighter.parameters()))
+    weights = list(reweighter.parameters())
+    if world == 1:
+        meta_loss.backward(inputs=weights)
+    else:  # d(mean_r meta_loss_r)/d(stepped), pulled back through this rank's samples, summed over ranks
+        upstream = [_all_reduce(u) / world for u in torch.autograd.grad(meta_loss, stepped, retain_graph=True)]
+        torch.autograd.backward(stepped, grad_tensors=upstream, inputs=weights)
+        for w in weights:
+            dist.all_reduce(w.grad)
+        meta_loss = _all_reduce(meta_loss) / world
     meta_optimizer.step()
     return float(meta_loss.detach())
 
@@ -174,6 +229,7 @@ def decoupled_train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimiz
         _check_finite(loss, {"loss_classifier": loss}, epoch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        _average_gradients(layer.parameters())  # no DDP forward here: average over ranks explicitly
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -181,9 +237,9 @@ def decoupled_train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimiz
         sums["loss"] += float(loss.detach())
         if progress is not None:
             progress(step, {"loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"]})
-    out = {k: v / max(steps, 1) for k, v in sums.items()}
     if reweighter is None:
-        out.pop("meta_loss")
+        sums.pop("meta_loss")
+    out = _mean_over_ranks(sums, steps, device)
     return {**out, "steps": steps, "seconds": time.perf_counter() - start}
 
 
