@@ -407,10 +407,11 @@ def _pct(x: float) -> str:
     return "  -  " if x is None or not math.isfinite(x) else f"{100 * x:5.2f}"
 
 
-def run_detection_eval(target: str, *, split: str = "val", test_json: str | None = None, device: str = "auto",
-                       as_json: bool = False, save: bool = False) -> dict:
+def run_detection_eval(target: str, *, split: str = "val", test_json: str | None = None, max_dets: int | None = None,
+                       device: str = "auto", as_json: bool = False, save: bool = False) -> dict:
     """Re-evaluate a finished run directory (its config.yaml and model.pt) on its ``split`` json;
-    ``test_json`` sets (or replaces) the run's test json; ``save`` stores the result in its metrics.json."""
+    ``test_json`` sets (or replaces) the run's test json; ``max_dets`` replaces the evaluator's per-image
+    cap (LVIS: 300, over all classes); ``save`` stores the result in its metrics.json."""
     import json
 
     if split not in EVAL_SPLITS:
@@ -421,6 +422,10 @@ def run_detection_eval(target: str, *, split: str = "val", test_json: str | None
     cfg = load_config(DetectConfig, run_dir / "config.yaml")
     if test_json is not None:
         cfg = dataclasses.replace(cfg, test_json=test_json)
+    if max_dets is not None:
+        if save:
+            raise ConfigError("--max-dets changes the protocol: its numbers are not saved into the run (drop --save)")
+        cfg = dataclasses.replace(cfg, max_dets=max_dets)
     if split == "test" and cfg.test_json is None:
         raise ConfigError(f"{run_dir} has no test_json; pass --test-json PATH (e.g. data/lvis_syn/lvis_test.json)")
     if not (run_dir / METRICS).is_file():
@@ -672,7 +677,7 @@ def run_detect_command(args) -> None:
         run_detection_training(load_config(DetectConfig, config, overrides), resume=args.resume,
                                overwrite=args.overwrite, quiet=args.quiet)
     elif args.detect_command == "eval":
-        run_detection_eval(args.run, split=args.split, test_json=args.test_json, device=args.device,
-                           as_json=args.json, save=args.save)
+        run_detection_eval(args.run, split=args.split, test_json=args.test_json, max_dets=args.max_dets,
+                           device=args.device, as_json=args.json, save=args.save)
     elif args.detect_command == "compare":
         run_compare(args.targets, overrides=args.overrides, quiet=args.quiet, json_out=args.json_out, split=args.split)

@@ -77,6 +77,8 @@ def _add_detect(sub) -> None:
     e.add_argument("--split", choices=("val", "test"), default="val", help="which json (default: val)")
     e.add_argument("--test-json", default=None, help="test json for a run trained without one")
     e.add_argument("--save", action="store_true", help="store the metrics in the run's metrics.json")
+    e.add_argument("--max-dets", type=int, default=None,
+                   help="detections kept per image over all classes (LVIS protocol: 300; default: the run's)")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     c = dsub.add_parser("compare", help="AP / APr / APc / APf side by side: a suite YAML (trains what is missing) "
