@@ -91,7 +91,8 @@ def main() -> int:
               f"{'max |diff|':>11}", flush=True)
         worst = math.inf
         for iou_type in args.iou:
-            dets = make_detections(gt, seed=args.seed, with_masks=iou_type == "segm", dets_per_image=args.dets_per_image)
+            dets = make_detections(gt, seed=args.seed, with_masks=iou_type == "segm",
+                                   dets_per_image=args.dets_per_image)
             t_ours, ours = timed(lambda d: evaluate_lvis(d, gt_path, iou_type=iou_type), args.repeats, dets)
             t_ref, ref = timed(lambda d: reference(lvis, gt_path, d, iou_type), args.repeats, dets)
             diff = max(abs(ours[m] - ref[m]) for m in METRICS if not math.isnan(ours[m]))

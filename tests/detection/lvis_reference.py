@@ -102,9 +102,9 @@ def make_lvis_val(templates: dict, train_stats: list[dict], n_images: int, *, se
         absent = ~np.isin(cat_ids, list(mapping.values()))
         neg = _draw(rng, cat_ids[absent], weight[absent], len(template.get("neg_category_ids", [])))
         image_id = i + 1
+        not_exhaustive = [mapping[c] for c in template.get("not_exhaustive_category_ids", [])]
         images.append({**template, "id": image_id, "file_name": f"{image_id:012d}.jpg",
-                       "neg_category_ids": [int(c) for c in neg],
-                       "not_exhaustive_category_ids": [mapping[c] for c in template.get("not_exhaustive_category_ids", [])]})
+                       "neg_category_ids": [int(c) for c in neg], "not_exhaustive_category_ids": not_exhaustive})
         for a in by_image[template["id"]]:
             annotations.append({**a, "id": len(annotations) + 1, "image_id": image_id,
                                 "category_id": mapping[a["category_id"]]})
