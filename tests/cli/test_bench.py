@@ -129,3 +129,19 @@ def test_shipped_suites_load_and_plan():
         suite = load_suite(path)
         runs = plan(suite)
         assert len(runs) == suite.num_runs and suite.num_runs > 0, path
+
+
+def test_a_slice_trains_only_its_runs_and_the_report_covers_the_grid(tmp_path, capsys):
+    """--seeds / --imbalance-factors train one slice (e.g. one process per core); the report counts every
+    finished run, so slices run one after another (or side by side) fill one table."""
+    suite = write_suite(tmp_path, methods=[{"name": "ce", "config": str(REPO / "configs/fashion_mnist_lt/ce.yaml")}])
+    out = tmp_path / "out"
+    assert main(["bench", str(suite), "--seeds", "1"]) == 0
+    assert "1 to run in this slice" in capsys.readouterr().out
+    assert set(mtimes(out)) == {"runs/if10/seed1/ce"}
+    assert main(["bench", str(suite), "--seeds", "0"]) == 0
+    assert set(mtimes(out)) == {"runs/if10/seed0/ce", "runs/if10/seed1/ce"}
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 1 and int(rows[0]["seeds"]) == 2
+    assert main(["bench", str(suite), "--imbalance-factors", "50"]) == 2
+    assert "imbalance factor(s) [50.0] are not in the suite" in capsys.readouterr().err

@@ -27,7 +27,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import yaml
 from rich.console import Console
@@ -218,19 +218,27 @@ def _fmt_seconds(s: float) -> str:
 
 
 def run_bench(suite_path: str | Path, *, output_dir: str | None = None, overrides: tuple[str, ...] = (),
-              verbose: bool = False, report_only: bool = False,
-              after_run: Callable[[Run], None] | None = None) -> dict:
-    """Run (or continue) the suite; returns the results summary. ``after_run(run)`` is called after
+              verbose: bool = False, report_only: bool = False, only_factors: Sequence[float] | None = None,
+              only_seeds: Sequence[int] | None = None, after_run: Callable[[Run], None] | None = None) -> dict:
+    """Run (or continue) the suite; returns the results summary. ``only_factors`` / ``only_seeds`` train
+    a slice of the grid (the report covers every finished run). ``after_run(run)`` is called after
     every executed run (tests use it to interrupt)."""
     suite = load_suite(suite_path, output_dir)
+    for name, chosen, grid in (("imbalance factor", only_factors, suite.imbalance_factors),
+                               ("seed", only_seeds, suite.seeds)):
+        missing = sorted(set(chosen or ()) - set(grid))
+        if missing:
+            raise ConfigError(f"{name}(s) {missing} are not in the suite {suite.path} (it has {list(grid)})")
     runs = plan(suite, tuple(overrides))
     for run in runs:
         run.status = check_existing(run)
-    todo = [r for r in runs if r.status != "finished"]
+    todo = [r for r in runs if r.status != "finished"
+            and (only_factors is None or r.imbalance_factor in only_factors)
+            and (only_seeds is None or r.seed in only_seeds)]
     suite.output_dir.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]{suite.title}[/]: {len(suite.methods)} methods x IF {list(map(if_tag, suite.imbalance_factors))} "
-                  f"x seeds {list(suite.seeds)} = {len(runs)} runs; {len(runs) - len(todo)} finished earlier, "
-                  f"{len(todo)} to run -> {suite.output_dir}")
+                  f"x seeds {list(suite.seeds)} = {len(runs)} runs; {sum(r.status == 'finished' for r in runs)} finished "
+                  f"earlier, {len(todo)} to run{' in this slice' if only_factors or only_seeds else ''} -> {suite.output_dir}")
     if not report_only:
         _run_all(suite, runs, todo, verbose, after_run)
     summary = bench_report.write_report(suite, runs)

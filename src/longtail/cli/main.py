@@ -104,6 +104,10 @@ def _add_bench(sub) -> None:
     p.add_argument("--output-dir", default=None, help="where runs and results go (default: the suite's output_dir)")
     p.add_argument("--report-only", action="store_true", help="only rewrite tables and plots from finished runs")
     p.add_argument("--verbose", action="store_true", help="print every epoch of every run")
+    p.add_argument("--imbalance-factors", type=float, nargs="+", default=None, metavar="IF",
+                   help="train only this slice of the grid (the report still covers every finished run); "
+                        "slices can run in parallel, e.g. one process per core")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED", help="train only these seeds")
 
 
 def _add_posthoc(sub) -> None:
@@ -163,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "bench":
             from .bench import run_bench
             summary = run_bench(args.suite, output_dir=args.output_dir, overrides=tuple(args.overrides),
-                                verbose=args.verbose, report_only=args.report_only)
+                                verbose=args.verbose, report_only=args.report_only,
+                                only_factors=args.imbalance_factors, only_seeds=args.seeds)
             return 1 if summary["failed"] else 0
         elif args.command == "posthoc":
             from .config import load_config
