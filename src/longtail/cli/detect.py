@@ -494,6 +494,11 @@ def run_suite(path: str, *, overrides: list[str] | None = None, quiet: bool = Fa
     extra = list(suite.overrides) + list(overrides or [])
     if suite.output_dir is not None:
         extra.append(f"output_dir={suite.output_dir}")
+    # every config, override and sweep is checked before anything trains
+    entries = {method: _stage2_entry(method, entry) for method, entry in suite.stage2.items()}
+    for method, (cfg_path, own, sweep) in entries.items():
+        for setting in _grid(sweep) or [{}]:
+            load_config(DetectConfig, base / cfg_path, [*extra, *own, *(f"{k}={v}" for k, v in setting.items())])
     start = time.perf_counter()
 
     runs: dict[str, list[Path]] = {}
@@ -512,8 +517,7 @@ def run_suite(path: str, *, overrides: list[str] | None = None, quiet: bool = Fa
         return _run_once(cfg, quiet)
 
     selection: dict[str, dict] = {}
-    for method, entry in suite.stage2.items():
-        cfg_path, own, sweep = _stage2_entry(method, entry)
+    for method, (cfg_path, own, sweep) in entries.items():
         if not sweep:
             runs[method] = [stage2_run(method, cfg_path, own, seed, {}) for seed in suite.seeds]
             continue
