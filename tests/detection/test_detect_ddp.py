@@ -88,7 +88,8 @@ def meta_steps(rank: int = 0, world: int = 1, steps: int = 3) -> dict:
 
     from longtail.detection import MetaReweighter, SigmoidBalancedSoftmax
     from longtail.detection.sigmoid_balanced import sigmoid_class_loss
-    from longtail.detection.train import _average_gradients, _sgd_direction, meta_reweight_step
+    from longtail.detection.train import _sgd_direction, meta_reweight_step
+    from longtail.engine.distributed import average_gradients
 
     torch.manual_seed(0)
     C, D, R, M = 4, 3, 12, 8
@@ -108,7 +109,7 @@ def meta_steps(rank: int = 0, world: int = 1, steps: int = 3) -> dict:
             loss = head.loss(layer(feats[rank]), labels[rank], class_weights=reweighter().detach())
             sgd.zero_grad()
             loss.backward()
-            _average_gradients(layer.parameters())
+            average_gradients(layer.parameters())
         else:
             params = [layer.weight, layer.bias]
             weights = reweighter()

@@ -428,9 +428,7 @@ def run_detection_eval(target: str, *, split: str = "val", test_json: str | None
         cfg = dataclasses.replace(cfg, max_dets=max_dets)
     if split == "test" and cfg.test_json is None:
         raise ConfigError(f"{run_dir} has no test_json; pass --test-json PATH (e.g. data/lvis_syn/lvis_test.json)")
-    if not (run_dir / METRICS).is_file():
-        raise FileNotFoundError(f"{run_dir} has no {METRICS}: the run did not finish")
-    metrics = json.loads((run_dir / METRICS).read_text())
+    metrics = _read_metrics(run_dir)
     _, eval_sets = _datasets(cfg, with_masks=False, train=False)
     model = build_detector(cfg, metrics["class_stats"])
     model.load_state_dict(load_checkpoint(run_dir / MODEL))

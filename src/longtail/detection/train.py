@@ -53,28 +53,6 @@ def _check_finite(total: Tensor, losses: dict[str, Tensor], epoch: int, step: in
                                  "boxes give NaN regression targets).")
 
 
-def _world() -> int:
-    return dist.get_world_size() if dist_utils.is_distributed() else 1
-
-
-def _all_reduce(t: Tensor) -> Tensor:
-    """Sum over ranks, out of place (not differentiable)."""
-    t = t.detach().clone()
-    dist.all_reduce(t)
-    return t
-
-
-def _average_gradients(params: Iterable[Tensor]) -> None:
-    """Replace each ``.grad`` by its mean over ranks (what DDP does for a model it wraps)."""
-    world = _world()
-    if world == 1:
-        return
-    for p in params:
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad.div_(world)
-
-
 def _mean_over_ranks(sums: dict[str, float], steps: int, device: torch.device) -> dict[str, float]:
     """Per-step means of the logged losses, averaged over ranks (every rank runs the same number of steps)."""
     return {k: float(dist_utils.all_reduce_mean(torch.tensor(v / max(steps, 1), dtype=torch.float64, device=device)))
@@ -178,9 +156,8 @@ def meta_reweight_step(layer: nn.Linear, head, feats: Tensor, labels: Tensor, me
     params = [layer.weight, layer.bias]
     inner = head.loss(F.linear(feats, *params), labels, class_weights=reweighter())
     grads = torch.autograd.grad(inner, params, create_graph=True)
-    world = _world()
-    if world > 1:  # value: the rank-averaged gradient; graph: this rank's share (1/W) of it
-        grads = [g / world + (_all_reduce(g) - g.detach()) / world for g in grads]
+    world = dist_utils.world_size()
+    grads = [dist_utils.rank_mean_local_graph(g) for g in grads]  # the real update uses the rank mean
     stepped = []
     for p, g in zip(params, grads):
         direction, lr = _sgd_direction(optimizer, p, g)
@@ -191,11 +168,12 @@ def meta_reweight_step(layer: nn.Linear, head, feats: Tensor, labels: Tensor, me
     if world == 1:
         meta_loss.backward(inputs=weights)
     else:  # d(mean_r meta_loss_r)/d(stepped), pulled back through this rank's samples, summed over ranks
-        upstream = [_all_reduce(u) / world for u in torch.autograd.grad(meta_loss, stepped, retain_graph=True)]
+        upstream = [dist_utils.all_reduce_sum(u) / world
+                    for u in torch.autograd.grad(meta_loss, stepped, retain_graph=True)]
         torch.autograd.backward(stepped, grad_tensors=upstream, inputs=weights)
         for w in weights:
             dist.all_reduce(w.grad)
-        meta_loss = _all_reduce(meta_loss) / world
+        meta_loss = dist_utils.all_reduce_sum(meta_loss) / world
     meta_optimizer.step()
     return float(meta_loss.detach())
 
@@ -229,7 +207,7 @@ def decoupled_train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimiz
         _check_finite(loss, {"loss_classifier": loss}, epoch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        _average_gradients(layer.parameters())  # no DDP forward here: average over ranks explicitly
+        dist_utils.average_gradients(layer.parameters())  # no DDP forward here: average over ranks explicitly
         optimizer.step()
         if scheduler is not None:
             scheduler.step()

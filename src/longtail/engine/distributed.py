@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 import torch.distributed as dist
@@ -73,6 +73,41 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     value = value.detach().clone()
     dist.all_reduce(value)
     return value / dist.get_world_size()
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks, out of place and detached (``value`` itself when not distributed)."""
+    if not is_distributed():
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value)
+    return value
+
+
+def rank_mean_local_graph(grad: torch.Tensor) -> torch.Tensor:
+    """Value: the mean of ``grad`` over ranks (what the real synchronised update uses); autograd graph:
+    this rank's share, ``grad / world``. A meta-gradient through a look-ahead built on it, summed over
+    ranks, is then exactly that of the mean of the ranks' objectives."""
+    world = world_size()
+    if world == 1:
+        return grad
+    return grad / world + (all_reduce_sum(grad) - grad.detach()) / world
+
+
+def average_gradients(params: Iterable[torch.Tensor]) -> None:
+    """Replace each ``.grad`` by its mean over ranks, in place (what DDP does for a model it wraps; for
+    updates that do not go through a DDP forward)."""
+    world = world_size()
+    if world == 1:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)
 
 
 def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:

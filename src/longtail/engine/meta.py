@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -83,10 +82,8 @@ def meta_gradient(head: nn.Module, features: Tensor, targets: Tensor, sample_wei
     logits = functional_call(head, params, (features,))
     inner = (inner_loss(logits, targets) * sample_weights).mean()
     grads = torch.autograd.grad(inner, list(params.values()), create_graph=True)
-    world = dist.get_world_size() if dist_utils.is_distributed() else 1
-    if world > 1:
-        # value: the rank-averaged gradient the real update will use; graph: this rank's share (1/W)
-        grads = [g / world + (_all_reduce(g.detach()) / world - g.detach() / world) for g in grads]
+    world = dist_utils.world_size()
+    grads = [dist_utils.rank_mean_local_graph(g) for g in grads]  # the real update uses the rank mean
     stepped = sgd_lookahead(params, dict(zip(params, grads)), lr=lr, momentum=momentum, weight_decay=weight_decay,
                             dampening=dampening, nesterov=nesterov, momentum_buffers=momentum_buffers)
     meta_loss = F.cross_entropy(functional_call(head, stepped, (meta_features,)), meta_targets)
@@ -94,15 +91,9 @@ def meta_gradient(head: nn.Module, features: Tensor, targets: Tensor, sample_wei
         return list(torch.autograd.grad(meta_loss, list(wrt))), meta_loss.detach()
     # d(mean_r meta_loss_r)/d(stepped), then each rank pulls it back through its own samples, summed
     upstream = torch.autograd.grad(meta_loss, list(stepped.values()), retain_graph=True)
-    upstream = [_all_reduce(u) / world for u in upstream]
+    upstream = [dist_utils.all_reduce_sum(u) / world for u in upstream]
     out = torch.autograd.grad(list(stepped.values()), list(wrt), grad_outputs=upstream)
-    return [_all_reduce(g) for g in out], _all_reduce(meta_loss.detach()) / world
-
-
-def _all_reduce(t: Tensor) -> Tensor:
-    t = t.clone()
-    dist.all_reduce(t)
-    return t
+    return [dist_utils.all_reduce_sum(g) for g in out], dist_utils.all_reduce_sum(meta_loss) / world
 
 
 @dataclass
