@@ -10,7 +10,6 @@ loaded, the class-logit layer re-created for the config's head and everything el
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import math
 import time
@@ -168,12 +167,7 @@ def run_detection_training(cfg: DetectConfig, *, resume: bool = False, overwrite
     if cfg.head == "balms" and cfg.init_from is None:
         raise ConfigError("head balms trains the Meta Reweighter in decoupled stage 2: set init_from to a stage-1 run")
     _device(cfg.device)  # a clear error for a bad name before joining the process group
-    joining = not dist_utils.is_distributed()
-    info = dist_utils.setup(cfg.device)
-    if joining and info.distributed:
-        # left until the process exits: a process cannot join a second gloo group after destroying the
-        # first, and a suite trains several runs in one process
-        atexit.register(dist_utils.cleanup)
+    info = dist_utils.setup(cfg.device)  # the group is left at process exit (see setup)
     return _train_detector(cfg, info, resume=resume, overwrite=overwrite, quiet=quiet)
 
 

