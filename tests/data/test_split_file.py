@@ -26,7 +26,7 @@ def test_read_split_file_parses_paths_and_labels(tmp_path):
 def test_read_split_file_names_the_bad_line(tmp_path, line):
     f = tmp_path / "list.txt"
     f.write_text(f"train/a/0.jpg 0\n{line}\n")
-    with pytest.raises(ValueError, match=rf"list.txt:2: expected 'relative/path label'"):
+    with pytest.raises(ValueError, match=r"list.txt:2: expected 'relative/path label'"):
         read_split_file(f)
 
 

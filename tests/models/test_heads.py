@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from longtail.models import CosineHead, LWSHead, TauNormHead, create_head, tau_normalise
+from longtail.models import LWSHead, TauNormHead, create_head, tau_normalise
 
 
 def test_tau_normalise_against_a_row_loop():

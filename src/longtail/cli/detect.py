@@ -1,4 +1,5 @@
-"""`longtail detect train | eval | compare`: long-tailed detection on LVIS-format data.
+"""`longtail detect train | eval`: long-tailed detection runs on LVIS-format data (the side-by-side
+table, `longtail detect compare`, is in detect_suite.py).
 
 A run directory holds config.yaml (resolved), checkpoint.pt (every epoch, atomic, for --resume),
 model.pt (final weights), metrics.json (LVIS AP/APr/APc/APf, bbox and segm, on the val json and, when
@@ -20,11 +21,10 @@ from typing import Any, Optional
 import torch
 import yaml
 from rich.console import Console
-from rich.table import Table
 from torch.utils.data import DataLoader
 
 from ..engine.checkpoint import load_checkpoint, save_checkpoint
-from .config import ConfigError, load_config, read_yaml_mapping, to_dict
+from .config import ConfigError, load_config, to_dict
 from .train import seed_everything, write_json_atomic
 
 console = Console(highlight=False)
@@ -183,25 +183,52 @@ def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> str | None
     return None
 
 
-def _train_detector(cfg: DetectConfig, info, *, resume: bool, overwrite: bool, quiet: bool) -> dict:
+@dataclass
+class _Training:
+    """Everything one detection run trains with, built from its config; ``state``/``load_state`` are
+    the checkpoint (with ``--resume`` continuing exactly: the meta streams of every rank included)."""
+    train_set: Any
+    eval_sets: dict
+    stats: dict
+    model: torch.nn.Module  # the detector (its state is what is saved)
+    trained: torch.nn.Module  # what the end-to-end step calls: the detector, or its DDP wrapper
+    decoupled: bool
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    sampler: Any
+    loader: DataLoader
+    steps_per_epoch: int
+    reweighter: Any = None  # head balms: the Meta Reweighter, its Adam, and this rank's meta stream
+    meta_optimizer: Any = None
+    meta_batches: Any = None
+
+    def state(self, epoch: int, history: list[dict], cfg: DetectConfig, world_size: int, streams) -> dict:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "epoch": epoch, "history": history,
+                 "config": to_dict(cfg), "world_size": world_size}
+        if self.reweighter is not None:
+            state.update(reweighter=self.reweighter.state_dict(), meta_optimizer=self.meta_optimizer.state_dict(),
+                         meta_streams=streams)
+        return state
+
+    def load_state(self, state: dict, rank: int) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.reweighter is not None:
+            self.reweighter.load_state_dict(state["reweighter"])
+            self.meta_optimizer.load_state_dict(state["meta_optimizer"])
+            if "meta_streams" in state:  # older checkpoints restart the stream
+                self.meta_batches.generator.set_state(state["meta_streams"][rank])
+
+
+def _build_training(cfg: DetectConfig, info) -> _Training:
     from ..detection import MetaReweighter, load_detector_weights, reset_class_logits
     from ..detection import train as det
-    from ..engine import distributed as dist_utils
     from ..samplers.base import RandomSampler
     from ..samplers.repeat_factor import RepeatFactorSampler
 
-    say = (lambda *a: console.print(*a)) if (info.is_main and not quiet) else (lambda *a: None)
-    if cfg.num_threads is not None:
-        torch.set_num_threads(cfg.num_threads)
-    run_dir = Path(cfg.output_dir) / cfg.name
-    problem = _prepare_run_dir(run_dir, resume, overwrite) if info.is_main else None
-    problem = dist_utils.broadcast_object(problem)  # also: no rank reads the directory before rank 0 prepared it
-    if problem is not None:
-        raise ConfigError(problem)
     device = info.device
-    seed_everything(cfg.seed)
-    start_time = time.perf_counter()
-
     train_set, eval_sets = _datasets(cfg, with_masks=cfg.arch == "maskrcnn")
     stats = _class_stats(train_set)
     model = build_detector(cfg, stats)
@@ -214,12 +241,12 @@ def _train_detector(cfg: DetectConfig, info, *, resume: bool, overwrite: bool, q
         params = [p for p in model.parameters() if p.requires_grad]
     model.to(device)
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    reweighter = meta_optimizer = meta_batches = None
+    meta = {}
     if cfg.head == "balms":
         reweighter = MetaReweighter(len(stats["instance_counts"])).to(device)
-        meta_optimizer = torch.optim.Adam(reweighter.parameters(), lr=cfg.meta_lr)
-        # one stream per rank, rank 0's being the single-process one
-        meta_batches = MetaStream(train_set, cfg.batch_size, seed=cfg.seed + 7919 + 10007 * info.rank)
+        # one meta stream per rank, rank 0's being the single-process one
+        meta = dict(reweighter=reweighter, meta_optimizer=torch.optim.Adam(reweighter.parameters(), lr=cfg.meta_lr),
+                    meta_batches=MetaStream(train_set, cfg.batch_size, seed=cfg.seed + 7919 + 10007 * info.rank))
 
     shard = dict(num_replicas=info.world_size, rank=info.rank, seed=cfg.seed)  # each rank: a disjoint share
     if cfg.repeat_threshold is not None:
@@ -231,6 +258,31 @@ def _train_detector(cfg: DetectConfig, info, *, resume: bool, overwrite: bool, q
     steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, StepWarmup([int(e) * steps_per_epoch for e in cfg.lr_steps], cfg.warmup_iters))
+    trained = model
+    if info.distributed and not decoupled:
+        # every parameter of the torchvision detectors gets a gradient each step (checked for every head):
+        # no find_unused_parameters. Stage 2 averages its gradients itself (no DDP forward there).
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None)
+    return _Training(train_set=train_set, eval_sets=eval_sets, stats=stats, model=model, trained=trained,
+                     decoupled=decoupled, optimizer=optimizer, scheduler=scheduler, sampler=sampler, loader=loader,
+                     steps_per_epoch=steps_per_epoch, **meta)
+
+
+def _train_detector(cfg: DetectConfig, info, *, resume: bool, overwrite: bool, quiet: bool) -> dict:
+    from ..engine import distributed as dist_utils
+
+    say = (lambda *a: console.print(*a)) if (info.is_main and not quiet) else (lambda *a: None)
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    run_dir = Path(cfg.output_dir) / cfg.name
+    problem = _prepare_run_dir(run_dir, resume, overwrite) if info.is_main else None
+    problem = dist_utils.broadcast_object(problem)  # also: no rank reads the directory before rank 0 prepared it
+    if problem is not None:
+        raise ConfigError(problem)
+    seed_everything(cfg.seed)
+    start_time = time.perf_counter()
+    run = _build_training(cfg, info)
 
     history: list[dict] = []
     start_epoch = 0
@@ -242,64 +294,39 @@ def _train_detector(cfg: DetectConfig, info, *, resume: bool, overwrite: bool, q
         if saved_world != info.world_size:  # the shards, the global batch and the meta streams would change
             raise ConfigError(f"{run_dir} was trained by {saved_world} process(es), this is {info.world_size}: resume "
                               f"with the same number (torchrun --nproc_per_node {saved_world}, or no torchrun for 1)")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if reweighter is not None:
-            reweighter.load_state_dict(state["reweighter"])
-            meta_optimizer.load_state_dict(state["meta_optimizer"])
-            if "meta_streams" in state:  # older checkpoints restart the stream
-                meta_batches.generator.set_state(state["meta_streams"][info.rank])
+        run.load_state(state, info.rank)
         history, start_epoch = state["history"], int(state["epoch"])
         say(f"resuming {run_dir} at epoch {start_epoch}/{cfg.epochs}")
     if info.is_main:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    trained = model
-    if info.distributed and not decoupled:
-        # every parameter of the torchvision detectors gets a gradient each step (checked for every head):
-        # no find_unused_parameters. Stage 2 averages its gradients itself (no DDP forward there).
-        trained = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device] if device.type == "cuda" else None)
-    say(f"[bold]{cfg.name}[/]: {cfg.arch} {cfg.backbone}, head {cfg.head}, {'decoupled from ' + str(cfg.init_from) if decoupled else 'end to end'}; "
-        f"{len(train_set)} train images, {len(stats['instance_counts'])} classes, {steps_per_epoch} steps/epoch on "
-        f"{info.world_size} x {device} (global batch {cfg.batch_size * info.world_size})")
+    say(f"[bold]{cfg.name}[/]: {cfg.arch} {cfg.backbone}, head {cfg.head}, "
+        f"{'decoupled from ' + str(cfg.init_from) if run.decoupled else 'end to end'}; "
+        f"{len(run.train_set)} train images, {len(run.stats['instance_counts'])} classes, {run.steps_per_epoch} "
+        f"steps/epoch on {info.world_size} x {info.device} (global batch {cfg.batch_size * info.world_size})")
 
     for epoch in range(start_epoch, cfg.epochs):
-        seed_everything(cfg.seed, epoch + 1)
-        sampler.set_epoch(epoch)
-        if decoupled:
-            out = det.decoupled_train_one_epoch(model, loader, optimizer, scheduler, device=device, epoch=epoch,
-                                                reweighter=reweighter, meta_optimizer=meta_optimizer,
-                                                meta_batches=meta_batches)
-        else:
-            out = det.train_one_epoch(trained, loader, optimizer, scheduler, device=device, epoch=epoch,
-                                      max_grad_norm=cfg.max_grad_norm)
-        history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+        out = _train_epoch(run, cfg, info, epoch)
+        history.append({"epoch": epoch + 1, "lr": run.optimizer.param_groups[0]["lr"],
                         **{k: float(v) for k, v in out.items()}})
         # every rank's meta stream position (a collective), so --resume continues each stream exactly
-        streams = dist_utils.all_gather_objects(meta_batches.generator.get_state()) if reweighter is not None else None
+        streams = (dist_utils.all_gather_objects(run.meta_batches.generator.get_state())
+                   if run.reweighter is not None else None)
         if info.is_main:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
-                     "config": to_dict(cfg), "world_size": info.world_size}
-            if reweighter is not None:
-                state.update(reweighter=reweighter.state_dict(), meta_optimizer=meta_optimizer.state_dict(),
-                             meta_streams=streams)
-            save_checkpoint(state, run_dir / CHECKPOINT)
+            save_checkpoint(run.state(epoch + 1, history, cfg, info.world_size, streams), run_dir / CHECKPOINT)
         say(f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {out['loss']:.4f}  ({out['seconds']:.1f}s)")
         dist_utils.barrier()
 
-    dist_utils.broadcast_buffers(model)  # every rank evaluates (and rank 0 saves) the same weights and statistics
+    dist_utils.broadcast_buffers(run.model)  # every rank evaluates (and rank 0 saves) the same weights and statistics
     if info.is_main:
-        save_checkpoint(model.state_dict(), run_dir / MODEL)
-    train_seconds = time.perf_counter() - start_time
-    result = {"name": cfg.name, "head": cfg.head, "arch": cfg.arch, "decoupled": decoupled, "seed": cfg.seed,
-              "init_from": cfg.init_from, "history": history, "train_seconds": train_seconds, "eval_seconds": 0.0,
-              "class_stats": stats, "reweighter": reweighter().tolist() if reweighter is not None else None}
+        save_checkpoint(run.model.state_dict(), run_dir / MODEL)
+    result = {"name": cfg.name, "head": cfg.head, "arch": cfg.arch, "decoupled": run.decoupled, "seed": cfg.seed,
+              "init_from": cfg.init_from, "history": history, "train_seconds": time.perf_counter() - start_time,
+              "eval_seconds": 0.0, "class_stats": run.stats,
+              "reweighter": run.reweighter().tolist() if run.reweighter is not None else None}
     if info.distributed:
         result["world_size"] = info.world_size
-    for split, dataset in eval_sets.items():
-        result[split] = evaluate_detector(model, dataset, cfg, device, split=split)
+    for split, dataset in run.eval_sets.items():
+        result[split] = evaluate_detector(run.model, dataset, cfg, info.device, split=split)
         result["eval_seconds"] += result[split].pop("seconds")
         say(f"{split}: " + _format_metrics(result[split]))
     result = dist_utils.broadcast_object(result)  # rank 0's timings: the same dict on every rank
@@ -308,6 +335,19 @@ def _train_detector(cfg: DetectConfig, info, *, resume: bool, overwrite: bool, q
     say(f"-> {run_dir}")
     dist_utils.barrier()  # the other ranks return once the run directory is complete
     return result
+
+
+def _train_epoch(run: _Training, cfg: DetectConfig, info, epoch: int) -> dict:
+    from ..detection import train as det
+
+    seed_everything(cfg.seed, epoch + 1)
+    run.sampler.set_epoch(epoch)
+    if run.decoupled:
+        return det.decoupled_train_one_epoch(run.model, run.loader, run.optimizer, run.scheduler, device=info.device,
+                                             epoch=epoch, reweighter=run.reweighter,
+                                             meta_optimizer=run.meta_optimizer, meta_batches=run.meta_batches)
+    return det.train_one_epoch(run.trained, run.loader, run.optimizer, run.scheduler, device=info.device,
+                               epoch=epoch, max_grad_norm=cfg.max_grad_norm)
 
 
 class MetaStream:
@@ -393,11 +433,11 @@ def _format_metrics(metrics: dict) -> str:
     parts = []
     for kind in ("bbox", "segm"):
         if kind in metrics:
-            parts.append(f"{kind}: " + "  ".join(f"{k} {_pct(metrics[kind][k])}" for k in TABLE_METRICS))
+            parts.append(f"{kind}: " + "  ".join(f"{k} {pct(metrics[kind][k])}" for k in TABLE_METRICS))
     return " | ".join(parts)
 
 
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
     return "  -  " if x is None or not math.isfinite(x) else f"{100 * x:5.2f}"
 
 
@@ -422,7 +462,7 @@ def run_detection_eval(target: str, *, split: str = "val", test_json: str | None
         cfg = dataclasses.replace(cfg, max_dets=max_dets)
     if split == "test" and cfg.test_json is None:
         raise ConfigError(f"{run_dir} has no test_json; pass --test-json PATH (e.g. data/lvis_syn/lvis_test.json)")
-    metrics = _read_metrics(run_dir)
+    metrics = read_metrics(run_dir)
     _, eval_sets = _datasets(cfg, with_masks=False, train=False)
     model = build_detector(cfg, metrics["class_stats"])
     model.load_state_dict(load_checkpoint(run_dir / MODEL))
@@ -439,157 +479,7 @@ def run_detection_eval(target: str, *, split: str = "val", test_json: str | None
     return out
 
 
-# --- the side-by-side table ---------------------------------------------------------------------------
-
-@dataclass
-class Suite:
-    """A detection benchmark: one stage-1 config, stage-2 configs by method name, seeds and overrides.
-
-    A stage-2 entry is a config path relative to the suite file, or ``{config: path, overrides: [key=value],
-    sweep: {key: [values]}}``. A sweep trains every value (grid over several keys) on ``sweep_seeds``
-    (default: all seeds), keeps the one with the best mean val bbox ``select_by`` metric, and trains only
-    that one on the other seeds: settings are chosen on val and the table reports test (when the configs
-    name a ``test_json``)."""
-    stage1: str
-    stage2: dict
-    seeds: list = field(default_factory=lambda: [0])
-    overrides: list = field(default_factory=list)  # key=value applied to every run
-    output_dir: Optional[str] = None
-    select_by: str = "AP"  # val bbox metric that picks a sweep's value: AP | APr | APc | APf | AP50 ...
-    sweep_seeds: Optional[list] = None  # seeds a sweep runs on (default: every seed)
-
-
-# keys that change how a run is evaluated or where it lives, not what it learns: a finished run is
-# reused when its stored config differs only in these
-_EVAL_ONLY_KEYS = {"name", "output_dir", "test_json", "test_image_root", "device", "num_workers", "num_threads",
-                   "eval_batch_size"}
-
-
-def run_suite(path: str, *, overrides: list[str] | None = None, quiet: bool = False) -> dict:
-    """Train stage 1 and every stage 2 of a suite YAML for each seed (skipping finished runs, running the
-    sweeps and choosing on val), then print and return the table (on test when there is a test json)."""
-    from ..detection.evaluation import METRICS as LVIS_METRICS
-
-    path = Path(path)
-    spec = read_yaml_mapping(path, "suites live under configs/detection/")
-    known = [f.name for f in dataclasses.fields(Suite)]
-    unknown = sorted(set(spec) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown suite key(s) {unknown} in {path}; known: {known}")
-    suite = Suite(**spec)
-    if suite.select_by not in LVIS_METRICS:
-        raise ConfigError(f"select_by must be one of {list(LVIS_METRICS)}, got {suite.select_by!r}")
-    sweep_seeds = list(suite.seeds if suite.sweep_seeds is None else suite.sweep_seeds)
-    if not sweep_seeds or not set(sweep_seeds) <= set(suite.seeds):
-        raise ConfigError(f"sweep_seeds {sweep_seeds} must be a non-empty subset of seeds {suite.seeds}")
-    base = path.parent
-    extra = list(suite.overrides) + list(overrides or [])
-    if suite.output_dir is not None:
-        extra.append(f"output_dir={suite.output_dir}")
-    # every config, override and sweep is checked before anything trains
-    entries = {method: _stage2_entry(method, entry) for method, entry in suite.stage2.items()}
-    for method, (cfg_path, own, sweep) in entries.items():
-        for setting in _grid(sweep) or [{}]:
-            load_config(DetectConfig, base / cfg_path, [*extra, *own, *(f"{k}={v}" for k, v in setting.items())])
-    start = time.perf_counter()
-
-    runs: dict[str, list[Path]] = {}
-    stage1: dict[int, Path] = {}
-    for seed in suite.seeds:
-        s1 = load_config(DetectConfig, base / suite.stage1, [*extra, f"seed={seed}", f"name={Path(suite.stage1).stem}_s{seed}"])
-        stage1[seed] = _run_once(s1, quiet)
-        runs.setdefault(f"softmax (stage 1, {s1.epochs} ep)", []).append(stage1[seed])
-    split = "test" if s1.test_json is not None else "val"
-
-    def stage2_run(method: str, cfg_path: str, own: list[str], seed: int, setting: dict) -> Path:
-        tag = "".join(f"_{k}{v}" for k, v in setting.items())
-        cfg = load_config(DetectConfig, base / cfg_path,
-                          [*extra, *own, *(f"{k}={v}" for k, v in setting.items()), f"seed={seed}",
-                           f"name={method}{tag}_s{seed}", f"init_from={stage1[seed]}"])
-        return _run_once(cfg, quiet)
-
-    selection: dict[str, dict] = {}
-    for method, (cfg_path, own, sweep) in entries.items():
-        if not sweep:
-            runs[method] = [stage2_run(method, cfg_path, own, seed, {}) for seed in suite.seeds]
-            continue
-        scores = {}
-        for setting in _grid(sweep):
-            dirs = [stage2_run(method, cfg_path, own, seed, setting) for seed in sweep_seeds]
-            scores[_label(setting)] = (setting, _mean([_read_metrics(d, "val")["bbox"][suite.select_by] for d in dirs]))
-        best_label, (best, _) = max(scores.items(), key=lambda kv: kv[1][1] if math.isfinite(kv[1][1]) else -math.inf)
-        selection[method] = {"select_by": f"val bbox {suite.select_by}", "seeds": sweep_seeds, "chosen": best,
-                             "candidates": {label: score for label, (_, score) in scores.items()}}
-        runs[f"{method} ({best_label})"] = [stage2_run(method, cfg_path, own, seed, best) for seed in suite.seeds]
-    if selection:
-        _print_selection(selection)
-    table = compare_runs(runs, split=split)
-    table["selection"] = selection
-    table["wall_seconds"] = time.perf_counter() - start
-    if split == "val":
-        console.print("[yellow]no test_json in these configs: the table is on val, the split the sweeps chose on[/]")
-    console.print(f"suite wall time {table['wall_seconds'] / 60:.1f} min ({len(suite.seeds)} seed(s))")
-    return table
-
-
-def _stage2_entry(method: str, entry: Any) -> tuple[str, list[str], dict[str, list]]:
-    """A stage-2 entry: a config path, or {config: path, overrides: [key=value, ...], sweep: {key: [values]}}."""
-    if isinstance(entry, str):
-        return entry, [], {}
-    if isinstance(entry, dict) and "config" in entry and set(entry) <= {"config", "overrides", "sweep"}:
-        sweep = entry.get("sweep") or {}
-        bad = [k for k, v in sweep.items() if not isinstance(v, list) or not v]
-        if not isinstance(sweep, dict) or bad:
-            raise ConfigError(f"stage2 entry {method!r}: sweep must map config keys to non-empty lists of values, "
-                              f"e.g. sweep: {{lr: [0.02, 0.1, 0.2]}}; got {sweep!r}")
-        unknown = sorted(set(sweep) - {f.name for f in dataclasses.fields(DetectConfig)})
-        if unknown:
-            raise ConfigError(f"stage2 entry {method!r}: unknown sweep key(s) {unknown} (see longtail detect train --list-keys)")
-        return str(entry["config"]), [str(o) for o in entry.get("overrides", [])], sweep
-    raise ConfigError(f"stage2 entry {method!r} must be a config path or {{config: path, overrides: [key=value], "
-                      f"sweep: {{key: [values]}}}}, got {entry!r}")
-
-
-def _grid(sweep: dict[str, list]) -> list[dict]:
-    import itertools
-
-    return [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
-
-
-def _label(setting: dict) -> str:
-    return ", ".join(f"{k} {v}" for k, v in setting.items())
-
-
-def _print_selection(selection: dict[str, dict]) -> None:
-    table = Table(title="Stage-2 settings chosen on val (the test table uses the chosen one)")
-    for col in ("method", "chosen by", "candidates (val)", "chosen"):
-        table.add_column(col)
-    for method, s in selection.items():
-        table.add_row(method, f"{s['select_by']}, seeds {s['seeds']}",
-                      "  ".join(f"{label}: {_pct(score).strip()}" for label, score in s["candidates"].items()),
-                      _label(s["chosen"]))
-    console.print(table)
-
-
-def _run_once(cfg: DetectConfig, quiet: bool) -> Path:
-    """Train ``cfg`` unless its run is finished (same training config); add a missing test evaluation."""
-    run_dir = Path(cfg.output_dir) / str(cfg.name)
-    if not (run_dir / METRICS).is_file():
-        run_detection_training(cfg, resume=True, quiet=quiet)
-        return run_dir
-    stored = to_dict(load_config(DetectConfig, run_dir / "config.yaml"))
-    wanted = to_dict(cfg)
-    changed = sorted(k for k in wanted if k not in _EVAL_ONLY_KEYS and stored.get(k) != wanted[k])
-    if changed:
-        raise ConfigError(f"{run_dir} is a finished run of another config (differs in {changed}); remove it, "
-                          "or give the suite another output_dir")
-    console.print(f"{run_dir} is finished: reusing it")
-    if cfg.test_json is not None and "test" not in _read_metrics(run_dir):
-        run_detection_eval(str(run_dir), split="test", test_json=cfg.test_json, device=cfg.device, save=True)
-    return run_dir
-
-
-def _read_metrics(run_dir: Path, split: str | None = None) -> dict:
+def read_metrics(run_dir: Path, split: str | None = None) -> dict:
     import json
 
     f = Path(run_dir) / METRICS
@@ -602,59 +492,6 @@ def _read_metrics(run_dir: Path, split: str | None = None) -> dict:
         raise ConfigError(f"{run_dir} was not evaluated on {split}: run longtail detect eval {run_dir} --split {split} "
                           "--test-json PATH --save")
     return metrics[split]
-
-
-def compare_runs(runs: dict[str, list[Path]], split: str = "val") -> dict:
-    """Mean (and values per seed) of AP/APr/APc/APf on ``split`` for each method; prints the table."""
-    rows: dict[str, dict] = {}
-    for method, dirs in runs.items():
-        per_run = [_read_metrics(d, split) for d in dirs]
-        rows[method] = {}
-        for kind in ("bbox", "segm"):
-            if all(kind in r for r in per_run):
-                vals = {k: [r[kind][k] for r in per_run] for k in TABLE_METRICS}
-                rows[method][kind] = {k: _mean(v) for k, v in vals.items()}
-                rows[method][kind + "_per_seed"] = vals
-    for kind in ("bbox", "segm"):
-        if not any(kind in r for r in rows.values()):
-            continue
-        table = Table(title=f"LVIS-style {kind} AP on the {split} split (mean over {max(len(d) for d in runs.values())} run(s))")
-        table.add_column("method")
-        for k in TABLE_METRICS:
-            table.add_column(k, justify="right")
-        for method, r in rows.items():
-            if kind in r:
-                table.add_row(method, *[_pct(r[kind][k]) for k in TABLE_METRICS])
-        console.print(table)
-    return {"split": split, "rows": rows, "runs": {m: [str(d) for d in ds] for m, ds in runs.items()}}
-
-
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else float("nan")
-
-
-def run_compare(targets: list[str], *, overrides: list[str] | None = None, quiet: bool = False,
-                json_out: str | None = None, split: str | None = None) -> dict:
-    """``targets``: one suite YAML (train what is missing, then the table) or run directories (``split``:
-    val or test; default test when every run has it)."""
-    if len(targets) == 1 and Path(targets[0]).suffix in (".yaml", ".yml"):
-        if split is not None:
-            raise ConfigError("--split applies to run directories; a suite reports test when its configs name a test_json")
-        table = run_suite(targets[0], overrides=overrides, quiet=quiet)
-    else:
-        if overrides:
-            raise ConfigError("key=value overrides only apply to a suite YAML")
-        runs: dict[str, list[Path]] = {}
-        has_test = True
-        for t in targets:
-            m = _read_metrics(Path(t))
-            has_test &= "test" in m
-            runs.setdefault(m["head"] + (" (decoupled)" if m.get("decoupled") else ""), []).append(Path(t))
-        table = compare_runs(runs, split=split or ("test" if has_test else "val"))
-    if json_out is not None:
-        write_json_atomic(table, Path(json_out))
-    return table
 
 
 def run_detect_command(args) -> None:
@@ -676,4 +513,6 @@ def run_detect_command(args) -> None:
         run_detection_eval(args.run, split=args.split, test_json=args.test_json, max_dets=args.max_dets,
                            device=args.device, as_json=args.json, save=args.save)
     elif args.detect_command == "compare":
+        from .detect_suite import run_compare
+
         run_compare(args.targets, overrides=args.overrides, quiet=args.quiet, json_out=args.json_out, split=args.split)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Callable, Iterable, Mapping
 

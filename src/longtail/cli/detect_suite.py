@@ -1,0 +1,224 @@
+"""`longtail detect compare`: the side-by-side table of detection heads.
+
+A suite YAML names one stage-1 config, the stage-2 configs by method, seeds and shared overrides;
+every run is trained once (finished runs are reused when their training config is the same), stage-2
+settings can be swept and chosen on val, and the table is on test when the configs name a test json.
+Run directories can also be compared directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from rich.table import Table
+
+from .config import ConfigError, load_config, read_yaml_mapping, to_dict
+from .detect import (METRICS, TABLE_METRICS, DetectConfig, console, pct, read_metrics, run_detection_eval,
+                     run_detection_training)
+from .train import write_json_atomic
+
+
+@dataclass
+class Suite:
+    """A detection benchmark: one stage-1 config, stage-2 configs by method name, seeds and overrides.
+
+    A stage-2 entry is a config path relative to the suite file, or ``{config: path, overrides: [key=value],
+    sweep: {key: [values]}}``. A sweep trains every value (grid over several keys) on ``sweep_seeds``
+    (default: all seeds), keeps the one with the best mean val bbox ``select_by`` metric, and trains only
+    that one on the other seeds: settings are chosen on val and the table reports test (when the configs
+    name a ``test_json``)."""
+    stage1: str
+    stage2: dict
+    seeds: list = field(default_factory=lambda: [0])
+    overrides: list = field(default_factory=list)  # key=value applied to every run
+    output_dir: Optional[str] = None
+    select_by: str = "AP"  # val bbox metric that picks a sweep's value: AP | APr | APc | APf | AP50 ...
+    sweep_seeds: Optional[list] = None  # seeds a sweep runs on (default: every seed)
+
+
+# keys that change how a run is evaluated or where it lives, not what it learns: a finished run is
+# reused when its stored config differs only in these
+_EVAL_ONLY_KEYS = {"name", "output_dir", "test_json", "test_image_root", "device", "num_workers", "num_threads",
+                   "eval_batch_size"}
+
+
+def run_suite(path: str, *, overrides: list[str] | None = None, quiet: bool = False) -> dict:
+    """Train stage 1 and every stage 2 of a suite YAML for each seed (skipping finished runs, running the
+    sweeps and choosing on val), then print and return the table (on test when there is a test json)."""
+    from ..detection.evaluation import METRICS as LVIS_METRICS
+
+    path = Path(path)
+    spec = read_yaml_mapping(path, "suites live under configs/detection/")
+    known = [f.name for f in dataclasses.fields(Suite)]
+    unknown = sorted(set(spec) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown suite key(s) {unknown} in {path}; known: {known}")
+    suite = Suite(**spec)
+    if suite.select_by not in LVIS_METRICS:
+        raise ConfigError(f"select_by must be one of {list(LVIS_METRICS)}, got {suite.select_by!r}")
+    sweep_seeds = list(suite.seeds if suite.sweep_seeds is None else suite.sweep_seeds)
+    if not sweep_seeds or not set(sweep_seeds) <= set(suite.seeds):
+        raise ConfigError(f"sweep_seeds {sweep_seeds} must be a non-empty subset of seeds {suite.seeds}")
+    base = path.parent
+    extra = list(suite.overrides) + list(overrides or [])
+    if suite.output_dir is not None:
+        extra.append(f"output_dir={suite.output_dir}")
+    # every config, override and sweep is checked before anything trains
+    entries = {method: _stage2_entry(method, entry) for method, entry in suite.stage2.items()}
+    for method, (cfg_path, own, sweep) in entries.items():
+        for setting in _grid(sweep) or [{}]:
+            load_config(DetectConfig, base / cfg_path, [*extra, *own, *(f"{k}={v}" for k, v in setting.items())])
+    start = time.perf_counter()
+
+    runs: dict[str, list[Path]] = {}
+    stage1: dict[int, Path] = {}
+    for seed in suite.seeds:
+        s1 = load_config(DetectConfig, base / suite.stage1, [*extra, f"seed={seed}", f"name={Path(suite.stage1).stem}_s{seed}"])
+        stage1[seed] = _run_once(s1, quiet)
+        runs.setdefault(f"softmax (stage 1, {s1.epochs} ep)", []).append(stage1[seed])
+    split = "test" if s1.test_json is not None else "val"
+
+    def stage2_run(method: str, cfg_path: str, own: list[str], seed: int, setting: dict) -> Path:
+        tag = "".join(f"_{k}{v}" for k, v in setting.items())
+        cfg = load_config(DetectConfig, base / cfg_path,
+                          [*extra, *own, *(f"{k}={v}" for k, v in setting.items()), f"seed={seed}",
+                           f"name={method}{tag}_s{seed}", f"init_from={stage1[seed]}"])
+        return _run_once(cfg, quiet)
+
+    selection: dict[str, dict] = {}
+    for method, (cfg_path, own, sweep) in entries.items():
+        if not sweep:
+            runs[method] = [stage2_run(method, cfg_path, own, seed, {}) for seed in suite.seeds]
+            continue
+        scores = {}
+        for setting in _grid(sweep):
+            dirs = [stage2_run(method, cfg_path, own, seed, setting) for seed in sweep_seeds]
+            scores[_label(setting)] = (setting, _mean([read_metrics(d, "val")["bbox"][suite.select_by] for d in dirs]))
+        best_label, (best, _) = max(scores.items(), key=lambda kv: kv[1][1] if math.isfinite(kv[1][1]) else -math.inf)
+        selection[method] = {"select_by": f"val bbox {suite.select_by}", "seeds": sweep_seeds, "chosen": best,
+                             "candidates": {label: score for label, (_, score) in scores.items()}}
+        runs[f"{method} ({best_label})"] = [stage2_run(method, cfg_path, own, seed, best) for seed in suite.seeds]
+    if selection:
+        _print_selection(selection)
+    table = compare_runs(runs, split=split)
+    table["selection"] = selection
+    table["wall_seconds"] = time.perf_counter() - start
+    if split == "val":
+        console.print("[yellow]no test_json in these configs: the table is on val, the split the sweeps chose on[/]")
+    console.print(f"suite wall time {table['wall_seconds'] / 60:.1f} min ({len(suite.seeds)} seed(s))")
+    return table
+
+
+def _stage2_entry(method: str, entry: Any) -> tuple[str, list[str], dict[str, list]]:
+    """A stage-2 entry: a config path, or {config: path, overrides: [key=value, ...], sweep: {key: [values]}}."""
+    if isinstance(entry, str):
+        return entry, [], {}
+    if isinstance(entry, dict) and "config" in entry and set(entry) <= {"config", "overrides", "sweep"}:
+        sweep = entry.get("sweep") or {}
+        bad = [k for k, v in sweep.items() if not isinstance(v, list) or not v]
+        if not isinstance(sweep, dict) or bad:
+            raise ConfigError(f"stage2 entry {method!r}: sweep must map config keys to non-empty lists of values, "
+                              f"e.g. sweep: {{lr: [0.02, 0.1, 0.2]}}; got {sweep!r}")
+        unknown = sorted(set(sweep) - {f.name for f in dataclasses.fields(DetectConfig)})
+        if unknown:
+            raise ConfigError(f"stage2 entry {method!r}: unknown sweep key(s) {unknown} (see longtail detect train --list-keys)")
+        return str(entry["config"]), [str(o) for o in entry.get("overrides", [])], sweep
+    raise ConfigError(f"stage2 entry {method!r} must be a config path or {{config: path, overrides: [key=value], "
+                      f"sweep: {{key: [values]}}}}, got {entry!r}")
+
+
+def _grid(sweep: dict[str, list]) -> list[dict]:
+    import itertools
+
+    return [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
+
+
+def _label(setting: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in setting.items())
+
+
+def _print_selection(selection: dict[str, dict]) -> None:
+    table = Table(title="Stage-2 settings chosen on val (the test table uses the chosen one)")
+    for col in ("method", "chosen by", "candidates (val)", "chosen"):
+        table.add_column(col)
+    for method, s in selection.items():
+        table.add_row(method, f"{s['select_by']}, seeds {s['seeds']}",
+                      "  ".join(f"{label}: {pct(score).strip()}" for label, score in s["candidates"].items()),
+                      _label(s["chosen"]))
+    console.print(table)
+
+
+def _run_once(cfg: DetectConfig, quiet: bool) -> Path:
+    """Train ``cfg`` unless its run is finished (same training config); add a missing test evaluation."""
+    run_dir = Path(cfg.output_dir) / str(cfg.name)
+    if not (run_dir / METRICS).is_file():
+        run_detection_training(cfg, resume=True, quiet=quiet)
+        return run_dir
+    stored = to_dict(load_config(DetectConfig, run_dir / "config.yaml"))
+    wanted = to_dict(cfg)
+    changed = sorted(k for k in wanted if k not in _EVAL_ONLY_KEYS and stored.get(k) != wanted[k])
+    if changed:
+        raise ConfigError(f"{run_dir} is a finished run of another config (differs in {changed}); remove it, "
+                          "or give the suite another output_dir")
+    console.print(f"{run_dir} is finished: reusing it")
+    if cfg.test_json is not None and "test" not in read_metrics(run_dir):
+        run_detection_eval(str(run_dir), split="test", test_json=cfg.test_json, device=cfg.device, save=True)
+    return run_dir
+
+
+def compare_runs(runs: dict[str, list[Path]], split: str = "val") -> dict:
+    """Mean (and values per seed) of AP/APr/APc/APf on ``split`` for each method; prints the table."""
+    rows: dict[str, dict] = {}
+    for method, dirs in runs.items():
+        per_run = [read_metrics(d, split) for d in dirs]
+        rows[method] = {}
+        for kind in ("bbox", "segm"):
+            if all(kind in r for r in per_run):
+                vals = {k: [r[kind][k] for r in per_run] for k in TABLE_METRICS}
+                rows[method][kind] = {k: _mean(v) for k, v in vals.items()}
+                rows[method][kind + "_per_seed"] = vals
+    for kind in ("bbox", "segm"):
+        if not any(kind in r for r in rows.values()):
+            continue
+        table = Table(title=f"LVIS-style {kind} AP on the {split} split (mean over {max(len(d) for d in runs.values())} run(s))")
+        table.add_column("method")
+        for k in TABLE_METRICS:
+            table.add_column(k, justify="right")
+        for method, r in rows.items():
+            if kind in r:
+                table.add_row(method, *[pct(r[kind][k]) for k in TABLE_METRICS])
+        console.print(table)
+    return {"split": split, "rows": rows, "runs": {m: [str(d) for d in ds] for m, ds in runs.items()}}
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
+def run_compare(targets: list[str], *, overrides: list[str] | None = None, quiet: bool = False,
+                json_out: str | None = None, split: str | None = None) -> dict:
+    """``targets``: one suite YAML (train what is missing, then the table) or run directories (``split``:
+    val or test; default test when every run has it)."""
+    if len(targets) == 1 and Path(targets[0]).suffix in (".yaml", ".yml"):
+        if split is not None:
+            raise ConfigError("--split applies to run directories; a suite reports test when its configs name a test_json")
+        table = run_suite(targets[0], overrides=overrides, quiet=quiet)
+    else:
+        if overrides:
+            raise ConfigError("key=value overrides only apply to a suite YAML")
+        runs: dict[str, list[Path]] = {}
+        has_test = True
+        for t in targets:
+            m = read_metrics(Path(t))
+            has_test &= "test" in m
+            runs.setdefault(m["head"] + (" (decoupled)" if m.get("decoupled") else ""), []).append(Path(t))
+        table = compare_runs(runs, split=split or ("test" if has_test else "val"))
+    if json_out is not None:
+        write_json_atomic(table, Path(json_out))
+    return table
