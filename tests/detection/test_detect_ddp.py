@@ -60,7 +60,10 @@ PROBE = textwrap.dedent("""
     det.train_one_epoch, det.decoupled_train_one_epoch = train_one_epoch, decoupled_train_one_epoch
     for index, args in enumerate(runs):
         run["index"] = index
-        run["name"] = next(a[5:] for a in args if a.startswith("name="))
+        run["name"] = next((a[5:] for a in args if a.startswith("name=")), args[1])  # eval / compare: the command
+        if args[1] == "eval":  # the numbers training wrote, to compare with the saved re-evaluation
+            with open(os.path.join(args[2], "metrics.json")) as f:
+                seen["stage1_test"] = json.load(f)["test"]["bbox"]
         seen["codes"].append(main(args))
     with open(os.path.join(out_dir, "rank%d.json" % rank), "w") as f:
         json.dump(seen, f)
@@ -174,7 +177,11 @@ def test_two_process_stage1_and_balms_stage2(tmp_path, capsys):
     stage1 = ["detect", "train", str(common), "name=stage1", "epochs=1", "repeat_threshold=0.3", "warmup_iters=2"]
     balms = ["detect", "train", str(common), "head=balms", "epochs=2", f"init_from={runs_dir / 'stage1'}"]
     runs = [stage1, [*balms, "name=balms"], [*balms, "name=cut"], [*balms, "name=cut", "--resume"],
-            ["detect", "train", str(common), "name=nan", "epochs=1"]]
+            ["detect", "train", str(common), "name=nan", "epochs=1"],
+            # the commands that only read runs: sharded evaluation and the table, printed and written once
+            ["detect", "eval", str(runs_dir / "stage1"), "--split", "test", "--save", "--device", "cpu"],
+            ["detect", "compare", str(runs_dir / "stage1"), str(runs_dir / "balms"), "--json-out",
+             str(tmp_path / "table.json")]]
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
@@ -183,7 +190,7 @@ def test_two_process_stage1_and_balms_stage2(tmp_path, capsys):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ranks = _rank_files(tmp_path)
-    assert [r["codes"] for r in ranks] == [[0, 0, 130, 0, 2]] * 2, result.stderr[-3000:]
+    assert [r["codes"] for r in ranks] == [[0, 0, 130, 0, 2, 0, 0]] * 2, result.stderr[-3000:]
 
     # the same parameters on both ranks after every step, and they do move
     for name in ("stage1", "balms", "cut"):
@@ -212,6 +219,14 @@ def test_two_process_stage1_and_balms_stage2(tmp_path, capsys):
     assert metrics["balms"]["history"][1]["meta_loss"] > 0 and metrics["balms"]["reweighter"] != [0.5] * 5
     assert result.stdout.count("val: bbox") == 3 and result.stdout.count("epoch   1/2") == 2
     assert not list(tmp_path.glob("**/*.tmp"))
+
+    # detect eval and compare under torchrun: rank 0 prints and writes once; the sharded re-evaluation
+    # saved the numbers the training run wrote
+    assert result.stdout.count("stage1 (test): bbox") == 1
+    assert result.stdout.count("LVIS-style bbox AP on the test split") == 1
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert table["rows"]["balms (decoupled)"]["bbox"]["AP"] == pytest.approx(metrics["balms"]["test"]["bbox"]["AP"])
+    assert metrics["stage1"]["test"]["bbox"] == pytest.approx(ranks[0]["stage1_test"], nan_ok=True)
 
     # --resume after the interruption reproduces the uninterrupted run exactly
     assert ranks[0]["hashes"]["cut"] == ranks[0]["hashes"]["balms"]

@@ -30,15 +30,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import yaml
-from rich.console import Console
 
 from ..engine import NonFiniteLossError
 from . import bench_report
 from .config import ConfigError, TrainConfig, load_config, parse_overrides, read_yaml_mapping, to_dict
+from .output import make_console
 from .posthoc import PosthocConfig, run_posthoc
 from .train import CHECKPOINT, METRICS, run_training
 
-console = Console(highlight=False, soft_wrap=True)  # no hard wraps inside paths
+console = make_console(soft_wrap=True)  # no hard wraps inside paths
 SUITE_KEYS = ("name", "title", "output_dir", "imbalance_factors", "seeds", "overrides", "methods")
 METHOD_KEYS = ("name", "label", "config", "posthoc", "from", "overrides")
 # keys that may differ between a finished run and the suite without changing what it computed (the

@@ -20,14 +20,14 @@ from typing import Any, Optional
 
 import torch
 import yaml
-from rich.console import Console
 from torch.utils.data import DataLoader
 
 from ..engine.checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, load_config, to_dict
+from .output import make_console
 from .train import seed_everything, write_json_atomic
 
-console = Console(highlight=False)
+console = make_console()
 CHECKPOINT, MODEL, METRICS = "checkpoint.pt", "model.pt", "metrics.json"
 TABLE_METRICS = ("AP", "APr", "APc", "APf")
 
@@ -98,8 +98,8 @@ def _device(name: str) -> torch.device:
 EVAL_SPLITS = ("val", "test")
 
 
-def _datasets(cfg: DetectConfig, with_masks: bool, train: bool = True):
-    """(train set or None, {"val": set, "test": set (when test_json is set)})."""
+def _datasets(cfg: DetectConfig, with_masks: bool, train: bool = True, splits: tuple[str, ...] = EVAL_SPLITS):
+    """(train set or None, {"val": set, "test": set (when test_json is set)}), the eval sets limited to ``splits``."""
     from ..detection.lvis import LvisDetection
 
     if cfg.val_json is None or (train and cfg.train_json is None):
@@ -109,9 +109,11 @@ def _datasets(cfg: DetectConfig, with_masks: bool, train: bool = True):
     train_set = None
     if train:
         train_set = LvisDetection(cfg.train_json, root(cfg.train_json, cfg.image_root), with_masks=with_masks)
-    eval_sets = {"val": LvisDetection(cfg.val_json, root(cfg.val_json, cfg.val_image_root or cfg.image_root),
-                                      with_masks=False, counts_from="annotations")}
-    if cfg.test_json is not None:
+    eval_sets = {}
+    if "val" in splits:
+        eval_sets["val"] = LvisDetection(cfg.val_json, root(cfg.val_json, cfg.val_image_root or cfg.image_root),
+                                         with_masks=False, counts_from="annotations")
+    if cfg.test_json is not None and "test" in splits:
         eval_sets["test"] = LvisDetection(cfg.test_json, root(cfg.test_json, cfg.test_image_root or cfg.image_root),
                                           with_masks=False, counts_from="annotations")
     return train_set, eval_sets
@@ -445,8 +447,11 @@ def run_detection_eval(target: str, *, split: str = "val", test_json: str | None
                        device: str = "auto", as_json: bool = False, save: bool = False) -> dict:
     """Re-evaluate a finished run directory (its config.yaml and model.pt) on its ``split`` json;
     ``test_json`` sets (or replaces) the run's test json; ``max_dets`` replaces the evaluator's per-image
-    cap (LVIS: 300, over all classes); ``save`` stores the result in its metrics.json."""
+    cap (LVIS: 300, over all classes); ``save`` stores the result in its metrics.json. Under torchrun the
+    images are shared between the ranks and rank 0 prints and saves."""
     import json
+
+    from ..engine import distributed as dist_utils
 
     if split not in EVAL_SPLITS:
         raise ConfigError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
@@ -463,16 +468,19 @@ def run_detection_eval(target: str, *, split: str = "val", test_json: str | None
     if split == "test" and cfg.test_json is None:
         raise ConfigError(f"{run_dir} has no test_json; pass --test-json PATH (e.g. data/lvis_syn/lvis_test.json)")
     metrics = read_metrics(run_dir)
-    _, eval_sets = _datasets(cfg, with_masks=False, train=False)
+    _, eval_sets = _datasets(cfg, with_masks=False, train=False, splits=(split,))
     model = build_detector(cfg, metrics["class_stats"])
     model.load_state_dict(load_checkpoint(run_dir / MODEL))
-    dev = _device(device if device != "auto" else cfg.device)
-    out = evaluate_detector(model.to(dev), eval_sets[split], cfg, dev, split=split)
-    if save:
+    device = device if device != "auto" else cfg.device
+    _device(device)  # a clear error for a bad name before joining the process group
+    info = dist_utils.setup(device)  # under torchrun each rank predicts its share of the images
+    out = evaluate_detector(model.to(info.device), eval_sets[split], cfg, info.device, split=split)
+    if save and info.is_main:
         metrics[split] = {k: v for k, v in out.items() if k != "seconds"}
         write_json_atomic(metrics, run_dir / METRICS)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    if as_json:
+    dist_utils.barrier()  # the saved metrics are complete before any rank goes on (a suite reads them next)
+    if as_json and info.is_main:
         print(json.dumps(out, indent=2))
     else:
         console.print(f"{cfg.name} ({split}): " + _format_metrics(out))

@@ -20,6 +20,7 @@ from rich.table import Table
 from .config import ConfigError, load_config, read_yaml_mapping, to_dict
 from .detect import (METRICS, TABLE_METRICS, DetectConfig, console, pct, read_metrics, run_detection_eval,
                      run_detection_training)
+from .output import launched_rank
 from .train import write_json_atomic
 
 
@@ -219,6 +220,6 @@ def run_compare(targets: list[str], *, overrides: list[str] | None = None, quiet
             has_test &= "test" in m
             runs.setdefault(m["head"] + (" (decoupled)" if m.get("decoupled") else ""), []).append(Path(t))
         table = compare_runs(runs, split=split or ("test" if has_test else "val"))
-    if json_out is not None:
+    if json_out is not None and launched_rank() == 0:
         write_json_atomic(table, Path(json_out))
     return table

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from ..engine import distributed as dist_utils
@@ -15,8 +14,9 @@ from ..engine import evaluate, load_checkpoint
 from ..engine.checkpoint import CheckpointError
 from . import build
 from .config import TrainConfig, _check_keys
+from .output import make_console
 
-console = Console(highlight=False)
+console = make_console()
 
 
 def locate(target: str | Path) -> tuple[Path, Path]:

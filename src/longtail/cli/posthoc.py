@@ -19,7 +19,6 @@ from typing import Optional
 
 import torch
 import yaml
-from rich.console import Console
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
@@ -29,9 +28,10 @@ from ..evaluation import posthoc_adjusted_logits, select_tau, shot_accuracy, tau
 from . import build
 from .config import ConfigError, to_dict
 from .evaluate import load_run_config, locate
+from .output import make_console
 from .train import METRICS, write_json_atomic
 
-console = Console(highlight=False, soft_wrap=True)  # no hard wraps inside paths
+console = make_console(soft_wrap=True)  # no hard wraps inside paths
 METHODS = ("logit_adjust", "tau_norm")
 
 

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..engine import distributed as dist_utils
@@ -28,10 +27,11 @@ from ..engine import evaluate, load_checkpoint, save_checkpoint, train_one_epoch
 from ..engine.checkpoint import CheckpointError
 from ..evaluation.plots import plot_per_class_accuracy
 from . import build
-from .stage2 import prepare_stage2
 from .config import ConfigError, TrainConfig, to_dict
+from .output import make_console
+from .stage2 import prepare_stage2
 
-console = Console(highlight=False)
+console = make_console()
 CHECKPOINT, BEST, METRICS = "checkpoint.pt", "best.pt", "metrics.json"
 
 

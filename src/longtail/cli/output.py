@@ -1,0 +1,21 @@
+"""The console the commands print results and progress to.
+
+Under torchrun every rank runs the same command; a table printed once per rank is noise, so only rank
+0's console prints (the rank comes from torchrun's RANK variable, known before the process group is
+joined). Errors go to main.err_console and print on every rank: a rank's failure is its own.
+"""
+
+from __future__ import annotations
+
+import os
+
+from rich.console import Console
+
+
+def make_console(**options) -> Console:
+    return Console(highlight=False, quiet=launched_rank() != 0, **options)
+
+
+def launched_rank() -> int:
+    """This process's rank as torchrun launched it; 0 in a plain process."""
+    return int(os.environ.get("RANK", "0"))
