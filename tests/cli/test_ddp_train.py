@@ -86,3 +86,27 @@ def test_two_process_ddp_run(tmp_path, capsys):
     again = json.loads(capsys.readouterr().out)
     for key in ("top1", "mean_class", "many", "medium", "few", "per_class"):
         assert again[key] == m["test"][key], key
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_bench_suite_under_torchrun(tmp_path):
+    """`longtail bench` under torchrun: every rank trains each run of the suite (stage 1, a decoupled
+    stage 2 and a post-hoc correction) in one process group; the next run starts only once rank 0 has
+    written the previous one, and rank 0 alone prints and writes the report."""
+    from test_bench import REPO, write_suite
+
+    suite = write_suite(tmp_path, seeds=[0], methods=[
+        {"name": "ce", "config": str(REPO / "configs/fashion_mnist_lt/ce.yaml")},
+        {"name": "crt", "config": str(REPO / "configs/fashion_mnist_lt/crt.yaml"), "from": "ce",
+         "overrides": ["epochs=1", "cache_views=1"]},
+        {"name": "tau_norm", "posthoc": str(REPO / "configs/fashion_mnist_lt/tau_norm.yaml"), "from": "ce"}])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "longtail.cli.main", "bench", str(suite)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=subprocess_env())
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert report["complete"] and [r["status"] for r in report["runs"]] == ["finished"] * 3
+    assert result.stdout.count("results ->") == 1 and result.stdout.count("crt: done") == 1
+    stage2 = read_metrics(tmp_path / "out" / "runs" / "if10" / "seed0" / "crt")
+    assert stage2["finished"] and stage2["test"]["num_samples"] > 0

@@ -130,3 +130,11 @@ def test_wrong_value_type_and_unknown_option_are_errors(tmp_path, capsys):
 def test_missing_config_file_is_explained(tmp_path, capsys):
     assert main(["train", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml does not exist" in capsys.readouterr().err
+
+
+def test_error_messages_are_printed_as_written(tmp_path, capsys):
+    """Brackets in a message (a path, a list of names) are text, not console markup: rich would drop
+    "[bags, softmax]" and raise on "[/path]" inside the error handler."""
+    for folder in ("[bags, softmax]", "[/oops]"):
+        assert main(["train", str(tmp_path / folder / "missing.yaml")]) == 2
+        assert f"{folder}/missing.yaml does not exist" in capsys.readouterr().err

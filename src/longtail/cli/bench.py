@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import yaml
+from rich.markup import escape
 
 from ..engine import NonFiniteLossError
 from . import bench_report
 from .config import ConfigError, TrainConfig, load_config, parse_overrides, read_yaml_mapping, to_dict
-from .output import make_console
+from .output import launched_rank, make_console
 from .posthoc import PosthocConfig, run_posthoc
 from .train import CHECKPOINT, METRICS, run_training
 
@@ -212,6 +213,11 @@ def _execute(run: Run, verbose: bool) -> dict:
     return run_training(run.config, resume=run.status == "partial", quiet=not verbose)
 
 
+def _write_report(suite: Suite, runs: list[Run], plots: bool = True) -> dict:
+    """The report files; under torchrun every rank runs the suite and rank 0 alone writes them."""
+    return bench_report.write_report(suite, runs, plots=plots) if launched_rank() == 0 else {}
+
+
 def _fmt_seconds(s: float) -> str:
     s = int(round(s))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
@@ -241,10 +247,10 @@ def run_bench(suite_path: str | Path, *, output_dir: str | None = None, override
                   f"earlier, {len(todo)} to run{' in this slice' if only_factors or only_seeds else ''} -> {suite.output_dir}")
     if not report_only:
         _run_all(suite, runs, todo, verbose, after_run)
-    summary = bench_report.write_report(suite, runs)
+    summary = _write_report(suite, runs)
     failed = [r for r in runs if r.status == "failed"]
     for r in failed:
-        console.print(f"[red]failed[/]: {r.run_dir}: {r.error}")
+        console.print(f"[red]failed[/]: {escape(str(r.run_dir))}: {escape(r.error)}")
     console.print(f"results -> {suite.output_dir / 'results.md'} (.csv, .json, plots)")
     return {**summary, "failed": [str(r.run_dir) for r in failed]}
 
@@ -258,21 +264,21 @@ def _run_all(suite: Suite, runs: list[Run], todo: list[Run], verbose: bool, afte
             stage1 = next(r for r in runs if r.run_dir == run.stage1_dir)
             if stage1.status != "finished":
                 run.status, run.error = "failed", f"its stage-1 run {stage1.run_dir} did not finish"
-                console.print(f"{tag}: [red]skipped[/], {run.error}")
+                console.print(f"{tag}: [red]skipped[/], {escape(run.error)}")
                 continue
         console.print(f"{tag}: {'resuming' if run.status == 'partial' else 'running'} ...")
         t0 = time.perf_counter()
         try:
             metrics = _execute(run, verbose)
         except KeyboardInterrupt:
-            bench_report.write_report(suite, runs, plots=False)
+            _write_report(suite, runs, plots=False)
             console.print("interrupted: finished runs are kept; run the same command again to continue")
             raise
         except ConfigError:  # a mistake in the suite's configs: every seed would hit it, so stop
             raise
         except (NonFiniteLossError, RuntimeError, ValueError) as err:  # one bad run does not stop the suite
             run.status, run.error = "failed", f"{type(err).__name__}: {err}"
-            console.print(f"{tag}: [red]failed[/] ({run.error})")
+            console.print(f"{tag}: [red]failed[/] ({escape(run.error)})")
         else:
             run.status, run.seconds = "finished", time.perf_counter() - t0
             durations.setdefault(run.method.name, []).append(run.seconds)
@@ -281,7 +287,7 @@ def _run_all(suite: Suite, runs: list[Run], todo: list[Run], verbose: bool, afte
             console.print(f"{tag}: done in {_fmt_seconds(run.seconds)}, test overall "
                           f"{100 * test['mean_class']:.2f} few {bench_report.pct(test['few'])}; elapsed "
                           f"{_fmt_seconds(time.perf_counter() - start)}, about {_fmt_seconds(remaining)} left")
-        bench_report.write_report(suite, runs, plots=False)
+        _write_report(suite, runs, plots=False)
         if after_run is not None:
             after_run(run)
 

@@ -7,6 +7,7 @@ import os
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 from ..data.sources import DatasetNotFoundError
 from ..data.split_file import ImageLoadError
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (ConfigError, DatasetNotFoundError, CheckpointError, NonFiniteLossError, FileNotFoundError,
             ImageLoadError) as err:
-        err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)  # no hard wraps inside paths
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)  # no hard wraps inside paths
         return 2
     except (ValueError, KeyError) as err:
         # Bad input found deeper in the library (a malformed split list, counts with a zero, ...): the
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("LONGTAIL_DEBUG"):
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        err_console.print(f"[bold red]error:[/] {message}  (LONGTAIL_DEBUG=1 for the traceback)", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(message))}  (LONGTAIL_DEBUG=1 for the traceback)", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted; the last complete checkpoint is kept (continue with --resume)")

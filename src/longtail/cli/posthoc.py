@@ -28,7 +28,7 @@ from ..evaluation import posthoc_adjusted_logits, select_tau, shot_accuracy, tau
 from . import build
 from .config import ConfigError, to_dict
 from .evaluate import load_run_config, locate
-from .output import make_console
+from .output import launched_rank, make_console
 from .train import METRICS, write_json_atomic
 
 console = make_console(soft_wrap=True)  # no hard wraps inside paths
@@ -116,9 +116,11 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
                "test": test, "test_plain": plain, "seconds": time.perf_counter() - start,
                "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     run_dir = Path(cfg.output_dir) / cfg.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    write_json_atomic(metrics, run_dir / METRICS)
+    if launched_rank() == 0:  # under torchrun every rank computes the same (cheap) correction; one writes it
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        write_json_atomic(metrics, run_dir / METRICS)
+    dist_utils.barrier()  # a suite reads the run next, on every rank
     say(f"[bold]{cfg.name}[/]: {cfg.method} on {stage1_dir}, tau {best:g} (val mean-class {100 * val_scores[best]:.2f}); "
         f"test mean-class {100 * test['mean_class']:.2f} (uncorrected {100 * plain['mean_class']:.2f}) -> {run_dir}")
     return metrics

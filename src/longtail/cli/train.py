@@ -211,6 +211,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
         writer.close()
         say(f"test (epoch {best['epoch']}): top-1 {100 * test['top1']:.2f}  mean-class {100 * test['mean_class']:.2f}  "
             f"many {_pct(test['many'])}  medium {_pct(test['medium'])}  few {_pct(test['few'])}  -> {run_dir}")
+    dist_utils.barrier()  # the other ranks return once the run directory is complete (a suite reads it next)
     return metrics
 
 
