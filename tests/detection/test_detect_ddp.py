@@ -91,8 +91,9 @@ def meta_steps(rank: int = 0, world: int = 1, steps: int = 3) -> dict:
 
     from longtail.detection import MetaReweighter, SigmoidBalancedSoftmax
     from longtail.detection.sigmoid_balanced import sigmoid_class_loss
-    from longtail.detection.train import _sgd_direction, meta_reweight_step
+    from longtail.detection.train import meta_reweight_step
     from longtail.engine.distributed import average_gradients
+    from longtail.engine.meta import sgd_lookahead_of
 
     torch.manual_seed(0)
     C, D, R, M = 4, 3, 12, 8
@@ -118,10 +119,7 @@ def meta_steps(rank: int = 0, world: int = 1, steps: int = 3) -> dict:
             weights = reweighter()
             inner = sum(head.loss(F.linear(feats[r], *params), labels[r], class_weights=weights) for r in (0, 1)) / 2
             grads = torch.autograd.grad(inner, params, create_graph=True)
-            stepped = []
-            for p, grad in zip(params, grads):
-                direction, lr = _sgd_direction(sgd, p, grad)
-                stepped.append(p.detach() - lr * direction)
+            stepped = sgd_lookahead_of(sgd, params, grads)
             meta = sum(sigmoid_class_loss(F.linear(meta_feats[r], *stepped), meta_labels[r]) for r in (0, 1)) / 2
             adam.zero_grad()
             meta.backward(inputs=list(reweighter.parameters()))

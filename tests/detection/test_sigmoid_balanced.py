@@ -7,7 +7,8 @@ from torch import nn
 
 from longtail.detection import MetaReweighter, SigmoidBalancedSoftmax, SigmoidCrossEntropy
 from longtail.detection.sigmoid_balanced import image_frequency_log_odds, sigmoid_class_loss
-from longtail.detection.train import _sgd_direction, meta_reweight_step
+from longtail.detection.train import meta_reweight_step
+from longtail.engine.meta import sgd_lookahead_of
 
 IMAGE_COUNTS = [2, 40, 7, 90, 1]
 NUM_IMAGES = 100
@@ -98,8 +99,7 @@ def test_look_ahead_equals_a_real_optimiser_step(momentum):
     weights = torch.rand(5, dtype=torch.float64) + 0.5
     loss = head.loss(layer(feats), labels, class_weights=weights)
     grads = torch.autograd.grad(loss, list(layer.parameters()))
-    ahead = [p.detach() - _sgd_direction(opt, p, g)[1] * _sgd_direction(opt, p, g)[0]
-             for p, g in zip(layer.parameters(), grads)]
+    ahead = sgd_lookahead_of(opt, list(layer.parameters()), grads)
     real, real_opt = copy.deepcopy(layer), None
     real_opt = torch.optim.SGD(real.parameters(), lr=0.5, momentum=momentum, weight_decay=1e-2)
     real_opt.load_state_dict(opt.state_dict())
@@ -122,8 +122,7 @@ def test_meta_gradient_matches_finite_differences(momentum):
         params = [p.detach().requires_grad_() for p in layer.parameters()]
         inner = head.loss(nn.functional.linear(feats, *params), labels, class_weights=w)
         grads = torch.autograd.grad(inner, params)
-        stepped = [p.detach() - _sgd_direction(opt, q, g)[1] * _sgd_direction(opt, q, g)[0]
-                   for p, q, g in zip(params, layer.parameters(), grads)]
+        stepped = sgd_lookahead_of(opt, list(layer.parameters()), grads)  # layer holds the same values as params
         return float(sigmoid_class_loss(nn.functional.linear(meta_feats, *stepped), meta_labels))
 
     base = reweighter.logits.detach().clone()

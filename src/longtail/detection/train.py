@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..engine import distributed as dist_utils
 from ..engine.loop import NonFiniteLossError
+from ..engine.meta import sgd_lookahead_of
 from .roi_heads import LongTailRoIHeads
 from .sigmoid_balanced import MetaReweighter, sigmoid_class_loss
 
@@ -124,21 +125,6 @@ def roi_training_features(model: nn.Module, images: Sequence[Tensor], targets: S
     return feats, torch.cat(labels)
 
 
-def _sgd_direction(optimizer: torch.optim.Optimizer, param: Tensor, grad: Tensor) -> tuple[Tensor, float]:
-    """The update direction and lr the real SGD optimiser would apply to ``param`` (weight decay and
-    momentum included, dampening 0), as a differentiable function of ``grad``."""
-    for group in optimizer.param_groups:
-        if any(p is param for p in group["params"]):
-            d = grad + group.get("weight_decay", 0.0) * param.detach()
-            momentum = group.get("momentum", 0.0)
-            if momentum:
-                buf = optimizer.state.get(param, {}).get("momentum_buffer")
-                buf = d if buf is None else momentum * buf + d  # torch's SGD: first step buf = d
-                d = d + momentum * buf if group.get("nesterov", False) else buf
-            return d, group["lr"]
-    raise ValueError("the class-logit layer's parameters are not in the optimiser")
-
-
 def meta_reweight_step(layer: nn.Linear, head, feats: Tensor, labels: Tensor, meta_feats: Tensor, meta_labels: Tensor,
                        reweighter: MetaReweighter, meta_optimizer: torch.optim.Optimizer,
                        optimizer: torch.optim.Optimizer) -> float:
@@ -158,10 +144,7 @@ def meta_reweight_step(layer: nn.Linear, head, feats: Tensor, labels: Tensor, me
     grads = torch.autograd.grad(inner, params, create_graph=True)
     world = dist_utils.world_size()
     grads = [dist_utils.rank_mean_local_graph(g) for g in grads]  # the real update uses the rank mean
-    stepped = []
-    for p, g in zip(params, grads):
-        direction, lr = _sgd_direction(optimizer, p, g)
-        stepped.append(p.detach() - lr * direction)
+    stepped = sgd_lookahead_of(optimizer, params, grads)  # the real optimiser's next step, differentiable
     meta_loss = sigmoid_class_loss(F.linear(meta_feats, *stepped), meta_labels)
     meta_optimizer.zero_grad(set_to_none=True)
     weights = list(reweighter.parameters())

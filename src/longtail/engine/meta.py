@@ -61,6 +61,15 @@ def sgd_hyperparameters(optimizer: torch.optim.Optimizer, params: Mapping[str, T
                 dampening=group["dampening"], nesterov=group["nesterov"], momentum_buffers=buffers)
 
 
+def sgd_lookahead_of(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], grads: Sequence[Tensor]) -> list[Tensor]:
+    """``params`` after the next step of the real ``optimizer`` (torch.optim.SGD, one parameter group)
+    with gradients ``grads``, differentiable in ``grads`` only (the parameters enter as constants)."""
+    named = {str(k): p for k, p in enumerate(params)}
+    ahead = sgd_lookahead({k: p.detach() for k, p in named.items()}, dict(zip(named, grads)),
+                          **sgd_hyperparameters(optimizer, named))
+    return list(ahead.values())
+
+
 def meta_gradient(head: nn.Module, features: Tensor, targets: Tensor, sample_weights: Tensor, meta_features: Tensor,
                   meta_targets: Tensor, *, inner_loss: PerSampleLoss, wrt: Sequence[Tensor], lr: float,
                   momentum: float = 0.0, weight_decay: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
