@@ -127,6 +127,13 @@ def test_wrong_value_type_and_unknown_option_are_errors(tmp_path, capsys):
     assert "Did you mean 'balanced_softmax'" in capsys.readouterr().err
 
 
+def test_a_key_typo_names_the_command_that_lists_the_keys(capsys):
+    assert main(["detect", "train", "hed=bags"]) == 2
+    assert "Did you mean 'head'? Run `longtail detect train --list-keys`" in capsys.readouterr().err
+    assert main(["posthoc", "from_rnu=runs/ce"]) == 2  # posthoc has no --list-keys: the message lists them
+    assert "Did you mean 'from_run'? Known keys: name, output_dir, from_run," in capsys.readouterr().err
+
+
 def test_missing_config_file_is_explained(tmp_path, capsys):
     assert main(["train", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml does not exist" in capsys.readouterr().err

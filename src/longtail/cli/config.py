@@ -106,14 +106,19 @@ def _coerce(cls, key: str, value: Any) -> Any:
     raise ConfigError(f"{key} must be {names}, got {value!r} ({type(value).__name__})")
 
 
+# the command that lists a config class's keys; classes without one get their keys in the message
+_LIST_KEYS_COMMAND = {"TrainConfig": "longtail train --list-keys", "DetectConfig": "longtail detect train --list-keys"}
+
+
 def _check_keys(cls, keys, source: str) -> None:
     known = [f.name for f in dataclasses.fields(cls)]
     for key in keys:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown config key {key!r} in {source}.{hint} "
-                              f"Run `longtail train --list-keys` for the known keys.")
+            command = _LIST_KEYS_COMMAND.get(cls.__name__)
+            more = f"Run `{command}` for the known keys." if command else f"Known keys: {', '.join(known)}."
+            raise ConfigError(f"unknown config key {key!r} in {source}.{hint} {more}")
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
