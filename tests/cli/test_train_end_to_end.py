@@ -127,6 +127,16 @@ def test_wrong_value_type_and_unknown_option_are_errors(tmp_path, capsys):
     assert "Did you mean 'balanced_softmax'" in capsys.readouterr().err
 
 
+def test_overrides_may_follow_options(tmp_path, capsys):
+    """argparse alone stops collecting positionals at the first option: `train CONFIG --quiet epochs=two`
+    must still read epochs=two as an override (here a wrong one), and a stray word stays an error."""
+    assert main(["train", *tiny_args(tmp_path, "x"), "--quiet", "epochs=two"]) == 2
+    assert "epochs must be int" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", *tiny_args(tmp_path, "x"), "--quiet", "stray"])
+    assert "unrecognized arguments: stray" in capsys.readouterr().err
+
+
 def test_a_key_typo_names_the_command_that_lists_the_keys(capsys):
     assert main(["detect", "train", "hed=bags"]) == 2
     assert "Did you mean 'head'? Run `longtail detect train --list-keys`" in capsys.readouterr().err

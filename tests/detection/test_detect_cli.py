@@ -59,6 +59,13 @@ def test_suite_trains_every_head_and_prints_the_table(tmp_path, toy_lvis, arch, 
     # A finished suite is reused, not retrained; the table can also come from run directories.
     assert main(["detect", "compare", str(tmp_path / "suite.yaml"), "--quiet"]) == 0
     assert "reusing" in capsys.readouterr().out
+    # key=value targets override every run, after the suite's own output_dir (so they move it)
+    moved = tmp_path / "suite_moved.yaml"
+    moved.write_text((tmp_path / "suite.yaml").read_text() + f"output_dir: {tmp_path / 'not_here'}\n")
+    assert main(["detect", "compare", str(moved), "--quiet", f"output_dir={runs}"]) == 0
+    assert "reusing" in capsys.readouterr().out and not (tmp_path / "not_here").exists()
+    assert main(["detect", "compare", str(moved), "epochs=one"]) == 2
+    assert "epochs must be int" in capsys.readouterr().err
     assert main(["detect", "compare", str(runs / "softmax_s0"), str(runs / "bags_s0")]) == 0
     assert "bags (decoupled)" in capsys.readouterr().out
     # a finished run is never reused for a config that trains differently

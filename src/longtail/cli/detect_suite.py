@@ -66,9 +66,9 @@ def run_suite(path: str, *, overrides: list[str] | None = None, quiet: bool = Fa
     if not sweep_seeds or not set(sweep_seeds) <= set(suite.seeds):
         raise ConfigError(f"sweep_seeds {sweep_seeds} must be a non-empty subset of seeds {suite.seeds}")
     base = path.parent
-    extra = list(suite.overrides) + list(overrides or [])
-    if suite.output_dir is not None:
-        extra.append(f"output_dir={suite.output_dir}")
+    # the suite's settings, then the command line's (which win: output_dir=... moves the whole suite)
+    extra = list(suite.overrides) + ([f"output_dir={suite.output_dir}"] if suite.output_dir is not None else [])
+    extra += list(overrides or [])
     # every config, override and sweep is checked before anything trains
     entries = {method: _stage2_entry(method, entry) for method, entry in suite.stage2.items()}
     for method, (cfg_path, own, sweep) in entries.items():
@@ -205,7 +205,12 @@ def _mean(values: list[float]) -> float:
 def run_compare(targets: list[str], *, overrides: list[str] | None = None, quiet: bool = False,
                 json_out: str | None = None, split: str | None = None) -> dict:
     """``targets``: one suite YAML (train what is missing, then the table) or run directories (``split``:
-    val or test; default test when every run has it)."""
+    val or test; default test when every run has it). A ``key=value`` among the targets is an override,
+    as in ``longtail train`` and ``longtail bench`` (``--set key=value`` also works)."""
+    given = [t for t in targets if "=" in t and not Path(t).exists()]
+    targets, overrides = [t for t in targets if t not in given], [*given, *(overrides or [])]
+    if not targets:
+        raise ConfigError("give a suite YAML (configs/detection/suite_*.yaml) or run directories to compare")
     if len(targets) == 1 and Path(targets[0]).suffix in (".yaml", ".yml"):
         if split is not None:
             raise ConfigError("--split applies to run directories; a suite reports test when its configs name a test_json")

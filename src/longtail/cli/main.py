@@ -84,9 +84,10 @@ def _add_detect(sub) -> None:
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     c = dsub.add_parser("compare", help="AP / APr / APc / APf side by side: a suite YAML (trains what is missing) "
                                         "or finished run directories")
-    c.add_argument("targets", nargs="+", help="configs/detection/suite_*.yaml, or run directories")
+    c.add_argument("targets", nargs="+",
+                   help="configs/detection/suite_*.yaml [key=value ...] (overrides of every run), or run directories")
     c.add_argument("--set", dest="overrides", action="append", default=[],
-                   help="key=value override applied to every run of a suite (repeatable)")
+                   help="key=value override applied to every run of a suite (repeatable; same as a key=value target)")
     c.add_argument("--json-out", help="also write the table as JSON here")
     c.add_argument("--split", choices=("val", "test"), default=None,
                    help="for run directories: the split to tabulate (default: test when every run has it)")
@@ -132,8 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """argparse stops collecting positionals at the first option, so in ``train CONFIG --resume
+    epochs=5`` the override would be "unrecognized"; key=value words left over are overrides too."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if any(a.startswith("-") or "=" not in a for a in extra) or not isinstance(getattr(args, "overrides", None), list):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         if args.command == "train":
             if args.list_keys:
