@@ -103,3 +103,23 @@ def test_train_eval_and_errors(tmp_path, toy_lvis, capsys):
     assert "init_from" in capsys.readouterr().err
     assert main(["detect", "train", str(tmp_path / "bags.yaml"), "name=y", "head_options={beta: 8}"]) == 2
     assert "does not take option(s) ['beta']" in capsys.readouterr().err
+
+
+def test_shipped_suites_are_valid():
+    """Every configs/detection/suite_*.yaml names configs that load with its overrides and sweep values,
+    and the fixed-lr suite's configs carry lrs from suite_embedded.yaml's sweep grids."""
+    from pathlib import Path
+
+    from longtail.cli.config import load_config
+    from longtail.cli.detect import DetectConfig
+    from longtail.cli.detect_suite import plan_suite
+
+    configs = Path(__file__).resolve().parents[2] / "configs" / "detection"
+    suites = sorted(configs.glob("suite_*.yaml"))
+    assert {p.name for p in suites} >= {"suite_ci.yaml", "suite_embedded.yaml", "suite_embedded_chosen_lr.yaml"}
+    plans = {p.name: plan_suite(p) for p in suites}
+    swept, fixed = plans["suite_embedded.yaml"], plans["suite_embedded_chosen_lr.yaml"]
+    assert set(swept.entries) == set(fixed.entries) and swept.suite.seeds == fixed.suite.seeds
+    for method, (cfg_path, _, sweep) in swept.entries.items():
+        lr = load_config(DetectConfig, configs / fixed.entries[method][0]).lr
+        assert lr in sweep["lr"], f"{method}: lr {lr} is not in the sweep grid {sweep['lr']}"

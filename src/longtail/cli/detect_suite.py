@@ -48,9 +48,19 @@ _EVAL_ONLY_KEYS = {"name", "output_dir", "test_json", "test_image_root", "device
                    "eval_batch_size"}
 
 
-def run_suite(path: str, *, overrides: list[str] | None = None, quiet: bool = False) -> dict:
-    """Train stage 1 and every stage 2 of a suite YAML for each seed (skipping finished runs, running the
-    sweeps and choosing on val), then print and return the table (on test when there is a test json)."""
+@dataclass
+class SuitePlan:
+    """A suite with everything checked: the overrides every run gets (``extra``) and each stage-2
+    method's (config path, own overrides, sweep)."""
+    suite: Suite
+    base: Path  # the suite file's folder: config paths are relative to it
+    extra: list
+    entries: dict
+    sweep_seeds: list
+
+
+def plan_suite(path: str | Path, overrides: list[str] | None = None) -> SuitePlan:
+    """Read a suite YAML and check every config, override and sweep value (before anything trains)."""
     from ..detection.evaluation import METRICS as LVIS_METRICS
 
     path = Path(path)
@@ -69,11 +79,19 @@ def run_suite(path: str, *, overrides: list[str] | None = None, quiet: bool = Fa
     # the suite's settings, then the command line's (which win: output_dir=... moves the whole suite)
     extra = list(suite.overrides) + ([f"output_dir={suite.output_dir}"] if suite.output_dir is not None else [])
     extra += list(overrides or [])
-    # every config, override and sweep is checked before anything trains
+    load_config(DetectConfig, base / suite.stage1, extra)
     entries = {method: _stage2_entry(method, entry) for method, entry in suite.stage2.items()}
     for method, (cfg_path, own, sweep) in entries.items():
         for setting in _grid(sweep) or [{}]:
             load_config(DetectConfig, base / cfg_path, [*extra, *own, *(f"{k}={v}" for k, v in setting.items())])
+    return SuitePlan(suite, base, extra, entries, sweep_seeds)
+
+
+def run_suite(path: str, *, overrides: list[str] | None = None, quiet: bool = False) -> dict:
+    """Train stage 1 and every stage 2 of a suite YAML for each seed (skipping finished runs, running the
+    sweeps and choosing on val), then print and return the table (on test when there is a test json)."""
+    plan = plan_suite(path, overrides)
+    suite, base, extra, entries, sweep_seeds = plan.suite, plan.base, plan.extra, plan.entries, plan.sweep_seeds
     start = time.perf_counter()
 
     runs: dict[str, list[Path]] = {}
