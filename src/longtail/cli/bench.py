@@ -33,9 +33,10 @@ import yaml
 from rich.markup import escape
 
 from ..engine import NonFiniteLossError
+from ..engine.distributed import launched_rank
 from . import bench_report
 from .config import ConfigError, TrainConfig, load_config, parse_overrides, read_yaml_mapping, to_dict
-from .output import launched_rank, make_console
+from .output import make_console
 from .posthoc import PosthocConfig, run_posthoc
 from .train import CHECKPOINT, METRICS, run_training
 

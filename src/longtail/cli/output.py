@@ -7,15 +7,10 @@ joined). Errors go to main.err_console and print on every rank: a rank's failure
 
 from __future__ import annotations
 
-import os
-
 from rich.console import Console
+
+from ..engine.distributed import launched_rank
 
 
 def make_console(**options) -> Console:
     return Console(highlight=False, quiet=launched_rank() != 0, **options)
-
-
-def launched_rank() -> int:
-    """This process's rank as torchrun launched it; 0 in a plain process."""
-    return int(os.environ.get("RANK", "0"))

@@ -28,7 +28,7 @@ from ..evaluation import posthoc_adjusted_logits, select_tau, shot_accuracy, tau
 from . import build
 from .config import ConfigError, to_dict
 from .evaluate import load_run_config, locate
-from .output import launched_rank, make_console
+from .output import make_console
 from .train import METRICS, write_json_atomic
 
 console = make_console(soft_wrap=True)  # no hard wraps inside paths
@@ -116,7 +116,7 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
                "test": test, "test_plain": plain, "seconds": time.perf_counter() - start,
                "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     run_dir = Path(cfg.output_dir) / cfg.name
-    if launched_rank() == 0:  # under torchrun every rank computes the same (cheap) correction; one writes it
+    if dist_utils.launched_rank() == 0:  # under torchrun every rank computes the same (cheap) correction; one writes it
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         write_json_atomic(metrics, run_dir / METRICS)

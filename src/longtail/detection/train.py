@@ -20,13 +20,12 @@ import time
 from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..engine import distributed as dist_utils
 from ..engine.loop import NonFiniteLossError
-from ..engine.meta import sgd_lookahead_of
+from ..engine.meta import meta_gradient_over_ranks, sgd_lookahead_of
 from .roi_heads import LongTailRoIHeads
 from .sigmoid_balanced import MetaReweighter, sigmoid_class_loss
 
@@ -142,23 +141,15 @@ def meta_reweight_step(layer: nn.Linear, head, feats: Tensor, labels: Tensor, me
     params = [layer.weight, layer.bias]
     inner = head.loss(F.linear(feats, *params), labels, class_weights=reweighter())
     grads = torch.autograd.grad(inner, params, create_graph=True)
-    world = dist_utils.world_size()
     grads = [dist_utils.rank_mean_local_graph(g) for g in grads]  # the real update uses the rank mean
     stepped = sgd_lookahead_of(optimizer, params, grads)  # the real optimiser's next step, differentiable
     meta_loss = sigmoid_class_loss(F.linear(meta_feats, *stepped), meta_labels)
-    meta_optimizer.zero_grad(set_to_none=True)
     weights = list(reweighter.parameters())
-    if world == 1:
-        meta_loss.backward(inputs=weights)
-    else:  # d(mean_r meta_loss_r)/d(stepped), pulled back through this rank's samples, summed over ranks
-        upstream = [dist_utils.all_reduce_sum(u) / world
-                    for u in torch.autograd.grad(meta_loss, stepped, retain_graph=True)]
-        torch.autograd.backward(stepped, grad_tensors=upstream, inputs=weights)
-        for w in weights:
-            dist.all_reduce(w.grad)
-        meta_loss = dist_utils.all_reduce_sum(meta_loss) / world
+    meta_grads, meta_loss = meta_gradient_over_ranks(meta_loss, stepped, weights)
+    for w, g in zip(weights, meta_grads):
+        w.grad = g
     meta_optimizer.step()
-    return float(meta_loss.detach())
+    return float(meta_loss)
 
 
 def decoupled_train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.optim.Optimizer,

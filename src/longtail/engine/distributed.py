@@ -39,6 +39,12 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun launched it (its RANK variable), known before the group is
+    joined; 0 in a plain process."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup(device: str = "auto") -> DistInfo:
     """Join the process group when launched by torchrun; otherwise a single process.
 

@@ -91,17 +91,27 @@ def meta_gradient(head: nn.Module, features: Tensor, targets: Tensor, sample_wei
     logits = functional_call(head, params, (features,))
     inner = (inner_loss(logits, targets) * sample_weights).mean()
     grads = torch.autograd.grad(inner, list(params.values()), create_graph=True)
-    world = dist_utils.world_size()
     grads = [dist_utils.rank_mean_local_graph(g) for g in grads]  # the real update uses the rank mean
     stepped = sgd_lookahead(params, dict(zip(params, grads)), lr=lr, momentum=momentum, weight_decay=weight_decay,
                             dampening=dampening, nesterov=nesterov, momentum_buffers=momentum_buffers)
     meta_loss = F.cross_entropy(functional_call(head, stepped, (meta_features,)), meta_targets)
+    return meta_gradient_over_ranks(meta_loss, list(stepped.values()), wrt)
+
+
+def meta_gradient_over_ranks(meta_loss: Tensor, stepped: Sequence[Tensor], wrt: Sequence[Tensor]
+                             ) -> tuple[list[Tensor], Tensor]:
+    """d(mean over ranks of ``meta_loss``)/d(``wrt``) and that mean (detached), identical on every rank.
+
+    ``stepped`` are the look-ahead parameters the meta loss was computed from, built on
+    :func:`~longtail.engine.distributed.rank_mean_local_graph` gradients: the upstream gradient of the
+    mean meta loss is reduced over ranks, each rank pulls it back through its own samples, and the
+    pulled-back gradients are summed. One process: plain autograd."""
+    world = dist_utils.world_size()
     if world == 1:
         return list(torch.autograd.grad(meta_loss, list(wrt))), meta_loss.detach()
-    # d(mean_r meta_loss_r)/d(stepped), then each rank pulls it back through its own samples, summed
-    upstream = torch.autograd.grad(meta_loss, list(stepped.values()), retain_graph=True)
+    upstream = torch.autograd.grad(meta_loss, list(stepped), retain_graph=True)
     upstream = [dist_utils.all_reduce_sum(u) / world for u in upstream]
-    out = torch.autograd.grad(list(stepped.values()), list(wrt), grad_outputs=upstream)
+    out = torch.autograd.grad(list(stepped), list(wrt), grad_outputs=upstream)
     return [dist_utils.all_reduce_sum(g) for g in out], dist_utils.all_reduce_sum(meta_loss) / world
 
 
