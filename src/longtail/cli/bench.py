@@ -42,10 +42,10 @@ from .train import CHECKPOINT, METRICS, run_training
 
 console = make_console(soft_wrap=True)  # no hard wraps inside paths
 SUITE_KEYS = ("name", "title", "output_dir", "imbalance_factors", "seeds", "overrides", "methods")
-METHOD_KEYS = ("name", "label", "config", "posthoc", "from", "overrides")
+METHOD_KEYS = ("name", "label", "config", "posthoc", "from", "overrides", "seeds")
 # keys that may differ between a finished run and the suite without changing what it computed (the
 # stage-1 paths follow from the run's place in the grid)
-IGNORED_KEYS = ("device", "num_workers", "eval_batch_size", "output_dir", "data_root", "init_from", "from_run")
+IGNORED_KEYS = ("device", "num_workers", "threads", "eval_batch_size", "output_dir", "data_root", "init_from", "from_run")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class MethodSpec:
     kind: str  # "train" | "posthoc"
     stage1: str | None = None
     overrides: tuple[str, ...] = ()
+    seeds: tuple[int, ...] | None = None  # a subset of the suite's seeds (None: all of them)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Suite:
 
     @property
     def num_runs(self) -> int:
-        return len(self.imbalance_factors) * len(self.seeds) * len(self.methods)
+        return len(self.imbalance_factors) * sum(len(m.seeds or self.seeds) for m in self.methods)
 
 
 @dataclass
@@ -143,9 +144,20 @@ def load_suite(path: str | Path, output_dir: str | None = None) -> Suite:
         if "posthoc" in entry and stage1 is None:
             raise ConfigError(f"{where} ({name}): a posthoc method needs from: <the stage-1 method>")
         kind = "posthoc" if "posthoc" in entry else "train"
+        own_seeds = entry.get("seeds")
+        if own_seeds is not None:
+            if not isinstance(own_seeds, list) or not own_seeds or not set(own_seeds) <= set(seeds):
+                raise ConfigError(f"{where} ({name}): seeds must be a non-empty list drawn from the suite's seeds "
+                                  f"{seeds}, got {own_seeds!r}")
+            own_seeds = tuple(own_seeds)
+        if stage1 is not None:
+            parent = next(m for m in methods if m.name == stage1)
+            if parent.seeds is not None and not set(own_seeds or seeds) <= set(parent.seeds):
+                raise ConfigError(f"{where} ({name}): it runs seeds {list(own_seeds or seeds)} but its stage-1 method "
+                                  f"{stage1!r} only seeds {list(parent.seeds)}; give it seeds: {list(parent.seeds)}")
         methods.append(MethodSpec(name=name, label=str(entry.get("label", name)), kind=kind, stage1=stage1,
                                   config=_find(entry["posthoc"] if kind == "posthoc" else entry["config"], path),
-                                  overrides=_strings(entry.get("overrides"), f"{where} overrides")))
+                                  overrides=_strings(entry.get("overrides"), f"{where} overrides"), seeds=own_seeds))
         names.add(name)
     if not methods:
         raise ConfigError(f"{path}: the suite lists no methods")
@@ -164,6 +176,8 @@ def plan(suite: Suite, extra_overrides: tuple[str, ...] = ()) -> list[Run]:
         for factor in suite.imbalance_factors:
             cell = suite.output_dir / "runs" / f"if{if_tag(factor)}" / f"seed{seed}"
             for m in suite.methods:
+                if m.seeds is not None and seed not in m.seeds:
+                    continue
                 stage1_dir = cell / m.stage1 if m.stage1 else None
                 where = f"{m.name} (IF {if_tag(factor)}, seed {seed})"
                 if m.kind == "posthoc":

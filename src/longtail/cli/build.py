@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data import LongTailedData, build_dataset
+from ..data.array_dataset import collate
 from ..engine.distributed import DistInfo
 from ..losses import create_loss, LOSSES
 from ..models import create_model, MODELS
@@ -86,12 +87,12 @@ def build_sampler(cfg: TrainConfig, data: LongTailedData, dist: DistInfo):
 def eval_loader(dataset, cfg: TrainConfig, dist: DistInfo) -> DataLoader:
     sampler = SequentialShardSampler(len(dataset), num_replicas=dist.world_size, rank=dist.rank)
     return DataLoader(dataset, batch_size=cfg.eval_batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                      pin_memory=dist.device.type == "cuda")
+                      pin_memory=dist.device.type == "cuda", collate_fn=collate)
 
 
 def train_loader(dataset, sampler, cfg: TrainConfig, dist: DistInfo) -> DataLoader:
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                      pin_memory=dist.device.type == "cuda", drop_last=False,
+                      pin_memory=dist.device.type == "cuda", drop_last=False, collate_fn=collate,
                       # not persistent: workers restart every epoch and seed from the RNG that
                       # run_training re-seeds per epoch, so a resumed run augments identically
                       persistent_workers=False)

@@ -27,6 +27,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     num_workers: int = 0
+    threads: Optional[int] = None  # torch intra-op threads (default: torch's choice, recorded in metrics.json)
+    channels_last: bool = False  # model and batches in channels_last memory format (faster convolutions on CPU)
     # --- data ---
     dataset: str = "fashion_mnist_lt"
     data_root: Optional[str] = None  # default: $LONGTAIL_DATA or ./data
@@ -60,6 +62,7 @@ class TrainConfig:
     many_threshold: int = 100
     few_threshold: int = 20
     eval_batch_size: int = 512
+    eval_every: int = 1  # validate every k epochs (and always after the last one)
     # --- classifier head (baselines, issue 5) ---
     head: str = "linear"  # linear | cosine (the normalised head LDAM's margins assume) | lws (stage 2, LWS)
     # --- decoupled stage 2 (BALMS, cRT; issue 3) ---

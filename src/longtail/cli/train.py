@@ -88,6 +88,12 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = Fa
 def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite: bool, quiet: bool) -> dict:
     if cfg.select_on not in ("val", "last"):
         raise ConfigError(f"select_on must be 'val' or 'last', got {cfg.select_on!r} (selecting on test is not offered)")
+    if cfg.eval_every < 1:
+        raise ConfigError(f"eval_every must be >= 1 (validate every k epochs), got {cfg.eval_every}")
+    if cfg.threads is not None:
+        if cfg.threads < 1:
+            raise ConfigError(f"threads must be >= 1 (torch intra-op threads), got {cfg.threads}")
+        torch.set_num_threads(cfg.threads)
     run_dir = run_dir_of(cfg)
     can_resume = False
     if info.is_main:
@@ -99,7 +105,8 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
     data = build.build_data(cfg)
     if len(data.val) == 0:  # every epoch is validated, and select_on=val picks the model on it
         raise ConfigError(f"{cfg.dataset} has an empty validation split; set val_per_class >= 1")
-    model = build.build_model(cfg, data).to(info.device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = build.build_model(cfg, data).to(info.device, memory_format=memory_format)
     loss_fn = build.build_loss(cfg, data).to(info.device)
     if cfg.sampler == "meta" and not cfg.init_from:
         raise ConfigError("sampler: meta (BALMS) trains the classifier of a decoupled stage 2: set "
@@ -162,14 +169,22 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, loss=0.0)
             stats = train_one_epoch(trained, loader, loss_fn, optimizer, scheduler, device=info.device, epoch=epoch,
                                     max_grad_norm=cfg.max_grad_norm, step_hook=step_hook,
+                                    memory_format=memory_format if stage2 is None else torch.contiguous_format,
                                     progress=lambda step, s: bar.update(task, advance=1, loss=s["loss"]))
-        val = evaluate(val_model, val_loader, info.device, data.class_counts, many, few)
-        score = val["mean_class"]
         record = {"epoch": epoch + 1, "train_loss": stats["loss"], "lr": optimizer.param_groups[0]["lr"],
-                  "val_mean_class": score, "val_top1": val["top1"], "val_many": val["many"],
-                  "val_medium": val["medium"], "val_few": val["few"], "seconds": stats["seconds"]}
+                  "seconds": stats["seconds"]}
+        validated = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+        score = math.nan
+        if validated:
+            start = time.perf_counter()
+            val = evaluate(val_model, val_loader, info.device, data.class_counts, many, few,
+                           memory_format=memory_format if val_model is model else torch.contiguous_format)
+            score = val["mean_class"]
+            record.update({"val_mean_class": score, "val_top1": val["top1"], "val_many": val["many"],
+                           "val_medium": val["medium"], "val_few": val["few"],
+                           "val_seconds": time.perf_counter() - start})
         history.append(record)
-        improved = cfg.select_on == "last" or score > best["score"]
+        improved = cfg.select_on == "last" or (validated and score > best["score"])
         if improved:
             best = {"epoch": epoch + 1, "score": score}
         if info.is_main:
@@ -182,18 +197,19 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
                             run_dir / CHECKPOINT)
             write_json_atomic(_metrics(cfg, data, history, best, finished=False), run_dir / METRICS)
             for key in ("train_loss", "lr", "val_mean_class", "val_top1", "val_many", "val_medium", "val_few"):
-                if isinstance(record[key], float) and math.isfinite(record[key]):
+                if isinstance(record.get(key), float) and math.isfinite(record[key]):
                     writer.add_scalar(key.replace("_", "/", 1), record[key], epoch + 1)
             writer.flush()
-        say(f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {stats['loss']:.4f}  val mean-class {100 * score:5.2f}  "
+        val_text = f"val mean-class {100 * score:5.2f}" if validated else "                    "
+        say(f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {stats['loss']:.4f}  {val_text}  "
             f"({stats['seconds']:.1f}s){'  *' if improved and cfg.select_on == 'val' else ''}")
         dist_utils.barrier()
 
     # Test the selected model (best on val) and the last one.
-    test_last = evaluate(model, test_loader, info.device, data.class_counts, many, few)
+    test_last = evaluate(model, test_loader, info.device, data.class_counts, many, few, memory_format=memory_format)
     if cfg.select_on == "val" and best["epoch"] != cfg.epochs:
         _unwrap(model).load_state_dict(load_checkpoint(run_dir / BEST)["model"])
-        test = evaluate(model, test_loader, info.device, data.class_counts, many, few)
+        test = evaluate(model, test_loader, info.device, data.class_counts, many, few, memory_format=memory_format)
     else:
         test = test_last
     metrics = _metrics(cfg, data, history, best, finished=True, test=test, test_last=test_last)
@@ -225,6 +241,7 @@ def _metrics(cfg: TrainConfig, data, history, best, *, finished: bool, test: dic
            "seed": cfg.seed, "class_counts": data.class_counts, "class_names": data.class_names,
            "epochs": cfg.epochs, "epochs_completed": len(history), "finished": finished,
            "selected_epoch": best["epoch"], "select_on": cfg.select_on, "history": history,
+           "threads": torch.get_num_threads(),
            "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if test is not None:
         out["test"] = test
@@ -233,7 +250,7 @@ def _metrics(cfg: TrainConfig, data, history, best, *, finished: bool, test: dic
 
 
 # Keys that may change on --resume: they do not alter what is computed.
-RESUME_MAY_CHANGE = ("device", "eval_batch_size", "output_dir", "data_root")
+RESUME_MAY_CHANGE = ("device", "eval_batch_size", "output_dir", "data_root", "threads", "num_workers")
 
 
 def check_same_config(saved: dict, current: dict, run_dir: Path) -> None:

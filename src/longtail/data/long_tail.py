@@ -46,16 +46,20 @@ class LongTailedSplit:
 
 
 def long_tailed_split(labels: Sequence[int] | Tensor, counts: Sequence[int], *, val_per_class: int = 0,
-                      seed: int = 0) -> LongTailedSplit:
+                      seed: int = 0, partial_val: bool = False) -> LongTailedSplit:
     """Draw, per class c, ``counts[c]`` training and ``val_per_class`` validation indices at random
-    (seeded: the reference code does not seed, and users report 1.5-point swings from it)."""
+    (seeded: the reference code does not seed, and users report 1.5-point swings from it).
+
+    The training draw comes first and never depends on ``val_per_class``. ``partial_val``: a class
+    with fewer than ``val_per_class`` images left over gives what is left (CIFAR-10-LT's head class
+    keeps all 5,000 of its images) instead of an error."""
     labels = torch.as_tensor(labels, dtype=torch.int64)
     generator = torch.Generator().manual_seed(seed)
     train, val = [], []
     for c, n in enumerate(counts):
         pool = torch.nonzero(labels == c).flatten()
         pool = pool[torch.randperm(pool.numel(), generator=generator)]
-        if pool.numel() < n + val_per_class:
+        if pool.numel() < n or (pool.numel() < n + val_per_class and not partial_val):
             raise ValueError(f"class {c} has {pool.numel()} images, fewer than the {n} training + "
                              f"{val_per_class} validation images asked for; lower n_max or val_per_class")
         train.append(pool[:n])

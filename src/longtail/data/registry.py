@@ -62,16 +62,23 @@ def build_dataset(name: str, **options: Any) -> LongTailedData:
 
 def _from_arrays(name: str, train_images: Tensor, train_labels: Tensor, test_images: Tensor,
                  test_labels: Tensor, *, counts: list[int], val_per_class: int, seed: int,
-                 transform_factory: Callable[..., Any], augment: bool, class_names: list[str]) -> LongTailedData:
-    split = long_tailed_split(train_labels, counts, val_per_class=val_per_class, seed=seed)
+                 transform_factory: Callable[..., Any], augment: bool, class_names: list[str],
+                 partial_val: bool = False) -> LongTailedData:
+    split = long_tailed_split(train_labels, counts, val_per_class=val_per_class, seed=seed, partial_val=partial_val)
     source = ArrayImageDataset(train_images, train_labels)
     train_tf, test_tf = transform_factory(train=True, augment=augment), transform_factory(train=False)
     train = source.subset(split.train, train_tf)
+    val = source.subset(split.val, test_tf)
+    notes = {}
+    short = [c for c, n in enumerate(torch.bincount(val.targets, minlength=len(counts)).tolist()) if n < val_per_class]
+    if short:
+        notes["val"] = (f"classes {short} have fewer than {val_per_class} validation images (none left over by the "
+                        "subsampling); val metrics average over the classes that have some")
     return LongTailedData(
-        name=name, train=train, val=source.subset(split.val, test_tf),
+        name=name, train=train, val=val,
         test=ArrayImageDataset(test_images, test_labels, test_tf), train_labels=train.targets,
         class_counts=split.class_counts, class_names=class_names, in_channels=source.images.shape[1],
-        image_size=source.images.shape[-1], train_eval=source.subset(split.train, test_tf))
+        image_size=source.images.shape[-1], train_eval=source.subset(split.train, test_tf), notes=notes)
 
 
 @register_dataset("fashion_mnist_lt")
@@ -91,35 +98,54 @@ def fashion_mnist_lt(root: str | Path | None = None, imbalance_factor: float = 1
 
 
 def _cifar_lt(num_classes: int, root, imbalance_factor, n_max, profile, val_per_class, seed, download,
-              augment, autoaugment) -> LongTailedData:
+              augment, autoaugment, cutout, batched) -> LongTailedData:
     root = Path(root) if root is not None else sources.default_data_root()
     tr_x, tr_y, names = sources.load_cifar(root, num_classes, train=True, download=download)
     te_x, te_y, _ = sources.load_cifar(root, num_classes, train=False, download=download)
     counts = long_tailed_counts(num_classes, n_max or 50000 // num_classes, imbalance_factor, profile)
+    make = transforms.cifar_batch_transforms if batched else transforms.cifar_transforms
+    cutout = autoaugment if cutout is None else cutout
 
     def tf(train: bool, augment: bool = True):
-        return transforms.cifar_transforms(train, augment=augment, autoaugment=autoaugment, cutout=autoaugment)
+        return make(train, augment=augment, autoaugment=autoaugment, cutout=cutout)
 
     return _from_arrays(f"cifar{num_classes}_lt", tr_x, tr_y, te_x, te_y, counts=counts,
                         val_per_class=val_per_class, seed=seed, transform_factory=tf, augment=augment,
-                        class_names=names)
+                        class_names=names, partial_val=True)
+
+
+_CIFAR_DOC = """
+    ``root``: torchvision's CIFAR folder, or a tar / folder of ``train/<class>/*.jpg`` and
+    ``test/<class>/*.jpg`` images (e.g. the public JPEG copy of CIFAR-10); decoded once into memory.
+    Test: the 10,000 test images. Validation: ``val_per_class`` images per class from the training
+    images the subsampling left over; a class with fewer left over gives what it has (at n_max =
+    images per class, the head class keeps all of its images and has none). The configs therefore
+    select on the last epoch, as the papers' cosine schedules do, and use val for monitoring.
+    Augmentation: RandomCrop(32, pad 4) + flip, plus AutoAugment (CIFAR-10 policy) when
+    ``autoaugment`` and Cutout(16) when ``cutout`` (default: = autoaugment), the BALMS recipe;
+    ``batched``: the same pipeline applied to whole batches (much faster, same distribution)."""
 
 
 @register_dataset("cifar10_lt")
 def cifar10_lt(root: str | Path | None = None, imbalance_factor: float = 100.0, n_max: int = 5000,
                profile: Profile = "exp", val_per_class: int = 20, seed: int = 0, download: bool = False,
-               augment: bool = True, autoaugment: bool = True) -> LongTailedData:
-    """CIFAR-10-LT (n_max 5000; IF 100: 12,406 images). Val: 20 leftover images per class."""
-    return _cifar_lt(10, root, imbalance_factor, n_max, profile, val_per_class, seed, download, augment, autoaugment)
+               augment: bool = True, autoaugment: bool = True, cutout: bool | None = None,
+               batched: bool = True) -> LongTailedData:
+    return _cifar_lt(10, root, imbalance_factor, n_max, profile, val_per_class, seed, download, augment, autoaugment,
+                     cutout, batched)
 
 
 @register_dataset("cifar100_lt")
 def cifar100_lt(root: str | Path | None = None, imbalance_factor: float = 100.0, n_max: int = 500,
                 profile: Profile = "exp", val_per_class: int = 20, seed: int = 0, download: bool = False,
-                augment: bool = True, autoaugment: bool = True) -> LongTailedData:
-    """CIFAR-100-LT (n_max 500; IF 100: 10,847 images). Val: 20 leftover images per class (the
-    tail class keeps 5 of its 500, so at most 495 are left)."""
-    return _cifar_lt(100, root, imbalance_factor, n_max, profile, val_per_class, seed, download, augment, autoaugment)
+                augment: bool = True, autoaugment: bool = True, cutout: bool | None = None,
+                batched: bool = True) -> LongTailedData:
+    return _cifar_lt(100, root, imbalance_factor, n_max, profile, val_per_class, seed, download, augment,
+                     autoaugment, cutout, batched)
+
+
+cifar10_lt.__doc__ = "CIFAR-10-LT (n_max 5000; IF 100: 12,406 images, IF 200: 11,203)." + _CIFAR_DOC
+cifar100_lt.__doc__ = "CIFAR-100-LT (n_max 500; IF 100: 10,847 images, IF 200: 9,502)." + _CIFAR_DOC
 
 
 @register_dataset("synthetic_lt")

@@ -64,16 +64,27 @@ def load_fashion_mnist(root: Path, train: bool, download: bool = False) -> tuple
 
 
 def load_cifar(root: Path, num_classes: int, train: bool, download: bool = False) -> tuple[Tensor, Tensor, list[str]]:
-    """uint8 images (N, 32, 32, 3), labels (N,), class names of CIFAR-10 or CIFAR-100."""
+    """uint8 images (N, 32, 32, 3), labels (N,), class names of CIFAR-10 or CIFAR-100.
+
+    ``root`` is either torchvision's folder (``cifar-10-batches-py`` / ``cifar-100-python`` inside,
+    checked against torchvision's checksums) or an image copy: a tar, or a folder, of
+    ``train/<class>/*.jpg`` and ``test/<class>/*.jpg`` (see :mod:`longtail.data.cifar_images`)."""
     from torchvision.datasets import CIFAR10, CIFAR100
 
+    from .cifar_images import CLASSES, is_image_copy, load_cifar_images
+
+    root = Path(root)
+    if root.exists() and is_image_copy(root):
+        split = load_cifar_images(root, num_classes)["train" if train else "test"]
+        return split.images, split.labels, list(CLASSES[num_classes])
     cls = {10: CIFAR10, 100: CIFAR100}[num_classes]
     try:
         ds = cls(str(root), train=train, download=download)
     except Exception as err:
         raise DatasetNotFoundError(
-            f"CIFAR-{num_classes} is not in {root} ({err}). Set download=true on a machine with internet "
-            f"access, or extract cifar-{num_classes}-python.tar.gz into {root}.") from err
+            f"CIFAR-{num_classes} is not in {root} ({err}). Point data_root at torchvision's CIFAR folder (with "
+            f"cifar-{num_classes}-python.tar.gz extracted into it), at a tar or folder of train/<class>/*.jpg and "
+            f"test/<class>/*.jpg images, or set download=true on a machine with internet access.") from err
     return torch.from_numpy(ds.data), torch.as_tensor(ds.targets, dtype=torch.int64), list(ds.classes)
 
 

@@ -30,20 +30,22 @@ def _as_loss_dict(out: Tensor | Mapping[str, Tensor]) -> dict[str, Tensor]:
 def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *, device: torch.device,
                     epoch: int, step_hook: Callable[[Tensor, Tensor, int], None] | None = None,
-                    progress: Callable[[int, dict], None] | None = None, max_grad_norm: float | None = None) -> dict:
+                    progress: Callable[[int, dict], None] | None = None, max_grad_norm: float | None = None,
+                    memory_format: torch.memory_format = torch.contiguous_format) -> dict:
     """One pass over ``loader``. ``loss_fn(logits, target)`` returns a tensor or a dict of tensors.
 
     ``step_hook(inputs, targets, global_step)``, if given, runs before each update (the Meta
     Sampler's bilevel step uses it). ``progress(step, stats)`` is called after every step.
     Returns the mean of each loss term over the epoch (averaged over ranks), the number of samples
-    seen on this rank, and the wall time.
+    seen on this rank, and the wall time. ``memory_format``: of the 4-d input batches (channels_last
+    for a model converted with ``model.to(memory_format=torch.channels_last)``).
     """
     model.train()
     sums: dict[str, float] = {}
     seen, start, steps = 0, time.perf_counter(), 0
     num_batches = len(loader) if hasattr(loader, "__len__") else -1
     for step, (inputs, targets) in enumerate(loader):
-        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        inputs, targets = _to_device(inputs, device, memory_format), targets.to(device, non_blocking=True)
         global_step = epoch * max(num_batches, 0) + step
         if step_hook is not None:
             step_hook(inputs, targets, global_step)
@@ -75,8 +77,15 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimiz
     return {**reduced, "samples": seen, "steps": steps, "seconds": time.perf_counter() - start}
 
 
+def _to_device(inputs: Tensor, device: torch.device, memory_format: torch.memory_format) -> Tensor:
+    if inputs.ndim == 4 and memory_format is not torch.contiguous_format:
+        return inputs.to(device, non_blocking=True, memory_format=memory_format)
+    return inputs.to(device, non_blocking=True)
+
+
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[Tensor, Tensor]:
+def predict(model: nn.Module, loader: DataLoader, device: torch.device,
+            memory_format: torch.memory_format = torch.contiguous_format) -> tuple[Tensor, Tensor]:
     """Logits (N, C) and targets (N,) over the loader's dataset, in dataset order.
 
     Under DDP the loader must use :class:`longtail.samplers.SequentialShardSampler` (rank r holds
@@ -87,7 +96,7 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple
     model.eval()
     logits, targets = [], []
     for inputs, y in loader:
-        logits.append(model(inputs.to(device, non_blocking=True)).float().cpu())
+        logits.append(model(_to_device(inputs, device, memory_format)).float().cpu())
         targets.append(y.cpu())
     out = torch.cat(logits) if logits else None
     tgt = torch.cat(targets) if targets else torch.empty(0, dtype=torch.long)
@@ -123,12 +132,13 @@ def _interleave(shards: list[tuple[Tensor | None, Tensor]]) -> tuple[Tensor, Ten
 
 
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, train_counts, many: int = 100,
-             few: int = 20, logit_adjustment: Tensor | None = None) -> dict:
+             few: int = 20, logit_adjustment: Tensor | None = None,
+             memory_format: torch.memory_format = torch.contiguous_format) -> dict:
     """Shot-group metrics (see :func:`longtail.evaluation.shot_accuracy`) of ``model`` on ``loader``.
     ``logit_adjustment`` (C,), if given, is added to the logits before the argmax (post-hoc)."""
     from ..evaluation import shot_accuracy
 
-    logits, targets = predict(model, loader, device)
+    logits, targets = predict(model, loader, device, memory_format)
     if logit_adjustment is not None:
         logits = logits + logit_adjustment.to(logits)
     metrics = shot_accuracy(logits.argmax(1), targets, train_counts, many=many, few=few)

@@ -1,0 +1,136 @@
+"""CIFAR-10 / CIFAR-100 from image files: a class-folder tree or a tar of one, laid out like the public
+JPEG copy of CIFAR-10 (``[PREFIX/]{train,test}/<class name>/<file>.{jpg,png}``).
+
+The images are decoded once, in one pass over the tar or the folders, into a uint8 (N, 32, 32, 3)
+tensor per split (the layout of torchvision's CIFAR arrays, so both sources feed the same long-tail
+subsampling). Class index = position of the class name in the canonical CIFAR class list, so a
+folder copy and torchvision's files give the same labels; a folder that is not a CIFAR class, a
+missing class, an empty class or an image that is not 32x32 is an error naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import functools
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import torch
+from torch import Tensor
+from torchvision.io import ImageReadMode, decode_image
+
+# torchvision's CIFAR10.classes / CIFAR100.classes (the order of the labels in the python batches).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle", "bowl", "boy",
+    "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair", "chimpanzee", "clock",
+    "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish",
+    "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree", "orange", "orchid",
+    "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain", "plate", "poppy", "porcupine", "possum",
+    "rabbit", "raccoon", "ray", "road", "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper",
+    "snail", "snake", "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank",
+    "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale",
+    "willow_tree", "wolf", "woman", "worm")
+CLASSES = {10: CIFAR10_CLASSES, 100: CIFAR100_CLASSES}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+SPLITS = ("train", "test")
+
+
+class CifarImagesError(ValueError):
+    """An image copy of CIFAR that cannot be used as it is; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class CifarImages:
+    """One split: uint8 images (N, 32, 32, 3) in (class, file name) order and int64 labels (N,)."""
+
+    images: Tensor
+    labels: Tensor
+
+
+def is_image_copy(root: Path) -> bool:
+    """True if ``root`` is a tar file or a folder holding ``train/`` (directly or one level down)."""
+    root = Path(root)
+    if root.is_file():
+        return tarfile.is_tarfile(root)
+    return (root / "train").is_dir() or any((d / "train").is_dir() for d in _subdirs(root))
+
+
+def _subdirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def load_cifar_images(root: str | Path, num_classes: int) -> dict[str, CifarImages]:
+    """Both splits of an image copy of CIFAR-``num_classes`` (``root``: a tar or a folder), decoded
+    once per process (the result is cached on the path and its modification time)."""
+    root = Path(root)
+    if not root.exists():
+        raise CifarImagesError(f"{root} does not exist: point data_root at the CIFAR image tar or folder")
+    return _load_cached(root.resolve(), root.stat().st_mtime_ns, num_classes)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(root: Path, mtime: int, num_classes: int) -> dict[str, CifarImages]:
+    del mtime  # part of the cache key only: a replaced file is read again
+    files = _read_tar(root) if root.is_file() else _read_folder(root)
+    return {split: _decode_split(files, split, num_classes, root) for split in SPLITS}
+
+
+def _split_class_of(path: PurePosixPath) -> tuple[str, str] | None:
+    """('train' | 'test', class name) of ``[prefix/]split/class/file.jpg``, or None for other paths."""
+    parts = path.parts
+    if len(parts) < 3 or path.suffix.lower() not in IMAGE_SUFFIXES or parts[-3] not in SPLITS:
+        return None
+    return parts[-3], parts[-2]
+
+
+def _read_tar(path: Path) -> dict[tuple[str, str], list[tuple[str, bytes]]]:
+    files: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar:
+                key = _split_class_of(PurePosixPath(member.name)) if member.isfile() else None
+                if key is not None:
+                    files.setdefault(key, []).append((member.name, tar.extractfile(member).read()))
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise CifarImagesError(f"{path} is not a readable tar ({err}); the archive may be truncated: "
+                               "copy it again") from None
+    return files
+
+
+def _read_folder(root: Path) -> dict[tuple[str, str], list[tuple[str, bytes]]]:
+    base = root if (root / "train").is_dir() else next(d for d in _subdirs(root) if (d / "train").is_dir())
+    files: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
+    for split in SPLITS:
+        for class_dir in _subdirs(base / split):
+            for file in sorted(class_dir.iterdir()):
+                if file.suffix.lower() in IMAGE_SUFFIXES:
+                    files.setdefault((split, class_dir.name), []).append((str(file), file.read_bytes()))
+    return files
+
+
+def _decode_split(files, split: str, num_classes: int, root: Path) -> CifarImages:
+    names = CLASSES[num_classes]
+    found = {name for s, name in files if s == split}
+    unknown = sorted(found - set(names))
+    if unknown:
+        raise CifarImagesError(f"{root}: {split}/ holds folder(s) {unknown[:5]} that are not CIFAR-{num_classes} "
+                               f"classes (expected {', '.join(names[:10])}{', ...' if num_classes > 10 else ''}); "
+                               "is this a copy of another dataset?")
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise CifarImagesError(f"{root}: {split}/ lacks class folder(s) {missing[:5]} (or they hold no "
+                               ".jpg/.png image); the copy is incomplete")
+    images, labels = [], []
+    for label, name in enumerate(names):
+        for file, data in sorted(files[(split, name)]):
+            try:
+                image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+            except RuntimeError as err:
+                raise CifarImagesError(f"{file} in {root} cannot be decoded ({err}); the copy is damaged") from None
+            if image.shape[-2:] != (32, 32):
+                raise CifarImagesError(f"{file} in {root} is {tuple(image.shape[-2:])}, not a 32x32 CIFAR image")
+            images.append(image)
+            labels.append(label)
+    return CifarImages(torch.stack(images).permute(0, 2, 3, 1).contiguous(), torch.tensor(labels, dtype=torch.int64))
