@@ -15,9 +15,12 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import io
+
+import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image
 
 # torchvision's CIFAR10.classes / CIFAR100.classes (the order of the labels in the python batches).
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -126,11 +129,12 @@ def _decode_split(files, split: str, num_classes: int, root: Path) -> CifarImage
     for label, name in enumerate(names):
         for file, data in sorted(files[(split, name)]):
             try:
-                image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-            except RuntimeError as err:
+                with Image.open(io.BytesIO(data)) as image:
+                    pixels = np.asarray(image.convert("RGB"))
+            except (UnidentifiedImageError, OSError) as err:
                 raise CifarImagesError(f"{file} in {root} cannot be decoded ({err}); the copy is damaged") from None
-            if image.shape[-2:] != (32, 32):
-                raise CifarImagesError(f"{file} in {root} is {tuple(image.shape[-2:])}, not a 32x32 CIFAR image")
-            images.append(image)
+            if pixels.shape[:2] != (32, 32):
+                raise CifarImagesError(f"{file} in {root} is {pixels.shape[:2]}, not a 32x32 CIFAR image")
+            images.append(pixels)
             labels.append(label)
-    return CifarImages(torch.stack(images).permute(0, 2, 3, 1).contiguous(), torch.tensor(labels, dtype=torch.int64))
+    return CifarImages(torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64))

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -23,16 +24,23 @@ def long_tailed_counts(num_classes: int, n_max: int, imbalance_factor: float, pr
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if n_max < 1:
         raise ValueError(f"n_max must be >= 1, got {n_max}")
-    if imbalance_factor < 1:
-        raise ValueError(f"imbalance_factor is n_max / n_min and must be >= 1, got {imbalance_factor}")
+    if not math.isfinite(imbalance_factor) or imbalance_factor < 1:
+        raise ValueError(f"imbalance_factor is n_max / n_min and must be a finite number >= 1, got {imbalance_factor}")
     if profile == "exp":
         # Same float expression as the reference CIFAR-LT code, so totals match to the image.
         ratio = 1.0 / imbalance_factor
-        return [int(n_max * ratio ** (i / (num_classes - 1.0))) for i in range(num_classes)]
-    if profile == "step":
+        counts = [int(n_max * ratio ** (i / (num_classes - 1.0))) for i in range(num_classes)]
+    elif profile == "step":
         minority = int(num_classes * minority_fraction)
-        return [n_max] * (num_classes - minority) + [int(n_max / imbalance_factor)] * minority
-    raise ValueError(f"profile must be 'exp' or 'step', got {profile!r}")
+        counts = [n_max] * (num_classes - minority) + [int(n_max / imbalance_factor)] * minority
+    else:
+        raise ValueError(f"profile must be 'exp' or 'step', got {profile!r}")
+    empty = [c for c, n in enumerate(counts) if n == 0]
+    if empty:
+        raise ValueError(f"imbalance_factor {imbalance_factor:g} with n_max {n_max} leaves class(es) {empty} without "
+                         f"a training image (n_min = n_max / imbalance_factor < 1): lower imbalance_factor to at most "
+                         f"{n_max} or raise n_max to at least {math.ceil(imbalance_factor)}")
+    return counts
 
 
 @dataclass(frozen=True)
