@@ -45,7 +45,7 @@ SUITE_KEYS = ("name", "title", "output_dir", "imbalance_factors", "seeds", "over
 METHOD_KEYS = ("name", "label", "config", "posthoc", "from", "overrides", "seeds")
 # keys that may differ between a finished run and the suite without changing what it computed (the
 # stage-1 paths follow from the run's place in the grid)
-IGNORED_KEYS = ("device", "num_workers", "threads", "eval_batch_size", "output_dir", "data_root", "init_from", "from_run")
+IGNORED_KEYS = ("device", "num_workers", "threads", "persistent_workers", "eval_batch_size", "output_dir", "data_root", "init_from", "from_run")
 
 
 @dataclass(frozen=True)

@@ -93,9 +93,9 @@ def eval_loader(dataset, cfg: TrainConfig, dist: DistInfo) -> DataLoader:
 def train_loader(dataset, sampler, cfg: TrainConfig, dist: DistInfo) -> DataLoader:
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
                       pin_memory=dist.device.type == "cuda", drop_last=False, collate_fn=collate,
-                      # not persistent: workers restart every epoch and seed from the RNG that
-                      # run_training re-seeds per epoch, so a resumed run augments identically
-                      persistent_workers=False)
+                      # not persistent by default: workers restart every epoch and seed from the RNG
+                      # that run_training re-seeds per epoch, so a resumed run augments identically
+                      persistent_workers=cfg.persistent_workers and cfg.num_workers > 0)
 
 
 def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:

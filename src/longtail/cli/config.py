@@ -27,6 +27,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     num_workers: int = 0
+    persistent_workers: bool = False  # keep loader workers across epochs (GPU speed; resume is then not bit-exact)
     threads: Optional[int] = None  # torch intra-op threads (default: torch's choice, recorded in metrics.json)
     channels_last: bool = False  # model and batches in channels_last memory format (faster convolutions on CPU)
     # --- data ---

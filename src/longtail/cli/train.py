@@ -250,7 +250,8 @@ def _metrics(cfg: TrainConfig, data, history, best, *, finished: bool, test: dic
 
 
 # Keys that may change on --resume: they do not alter what is computed.
-RESUME_MAY_CHANGE = ("device", "eval_batch_size", "output_dir", "data_root", "threads", "num_workers")
+RESUME_MAY_CHANGE = ("device", "eval_batch_size", "output_dir", "data_root", "threads", "num_workers",
+                     "persistent_workers")
 
 
 def check_same_config(saved: dict, current: dict, run_dir: Path) -> None:

@@ -98,10 +98,8 @@ def fashion_mnist_lt(root: str | Path | None = None, imbalance_factor: float = 1
 
 
 def _cifar_lt(num_classes: int, root, imbalance_factor, n_max, profile, val_per_class, seed, download,
-              augment, autoaugment, cutout, batched) -> LongTailedData:
+              augment, autoaugment, cutout, batched, presampled) -> LongTailedData:
     root = Path(root) if root is not None else sources.default_data_root()
-    tr_x, tr_y, names = sources.load_cifar(root, num_classes, train=True, download=download)
-    te_x, te_y, _ = sources.load_cifar(root, num_classes, train=False, download=download)
     counts = long_tailed_counts(num_classes, n_max or 50000 // num_classes, imbalance_factor, profile)
     make = transforms.cifar_batch_transforms if batched else transforms.cifar_transforms
     cutout = autoaugment if cutout is None else cutout
@@ -109,9 +107,36 @@ def _cifar_lt(num_classes: int, root, imbalance_factor, n_max, profile, val_per_
     def tf(train: bool, augment: bool = True):
         return make(train, augment=augment, autoaugment=autoaugment, cutout=cutout)
 
+    if presampled:
+        return _presampled_cifar(num_classes, root, counts, tf, augment)
+    tr_x, tr_y, names = sources.load_cifar(root, num_classes, train=True, download=download)
+    te_x, te_y, _ = sources.load_cifar(root, num_classes, train=False, download=download)
+
     return _from_arrays(f"cifar{num_classes}_lt", tr_x, tr_y, te_x, te_y, counts=counts,
                         val_per_class=val_per_class, seed=seed, transform_factory=tf, augment=augment,
                         class_names=names, partial_val=True)
+
+
+def _presampled_cifar(num_classes: int, root: Path, counts: list[int], tf, augment: bool) -> LongTailedData:
+    """A copy whose train/ already is the long-tailed subset (``write_long_tailed_copy``): taken as it is,
+    after checking that its class counts are the ones the imbalance settings give."""
+    from .cifar_images import CLASSES, load_cifar_images
+
+    splits = load_cifar_images(root, num_classes)
+    have = torch.bincount(splits["train"].labels, minlength=num_classes).tolist()
+    if have != counts:
+        raise ValueError(f"{root}: presampled train/ holds {have} images per class, but imbalance_factor / n_max / "
+                         f"profile give {counts}; pass the settings the copy was written with")
+    empty = torch.empty(0, 32, 32, 3, dtype=torch.uint8)
+    val = splits.get("val")
+    val_set = ArrayImageDataset(val.images if val else empty, val.labels if val else torch.empty(0), tf(False))
+    train = ArrayImageDataset(splits["train"].images, splits["train"].labels, tf(True, augment))
+    return LongTailedData(
+        name=f"cifar{num_classes}_lt", train=train, val=val_set,
+        test=ArrayImageDataset(splits["test"].images, splits["test"].labels, tf(False)), train_labels=train.targets,
+        class_counts=counts, class_names=list(CLASSES[num_classes]), in_channels=3, image_size=32,
+        train_eval=ArrayImageDataset(splits["train"].images, splits["train"].labels, tf(False)),
+        notes={"presampled": str(root)})
 
 
 _CIFAR_DOC = """
@@ -123,25 +148,27 @@ _CIFAR_DOC = """
     select on the last epoch, as the papers' cosine schedules do, and use val for monitoring.
     Augmentation: RandomCrop(32, pad 4) + flip, plus AutoAugment (CIFAR-10 policy) when
     ``autoaugment`` and Cutout(16) when ``cutout`` (default: = autoaugment), the BALMS recipe;
-    ``batched``: the same pipeline applied to whole batches (much faster, same distribution)."""
+    ``batched``: the same pipeline applied to whole batches (much faster, same distribution).
+    ``presampled``: ``root`` is a compact copy of one subset (``benchmarks/cifar10_lt_gpu.py pack``),
+    whose train/ and val/ are used as they are."""
 
 
 @register_dataset("cifar10_lt")
 def cifar10_lt(root: str | Path | None = None, imbalance_factor: float = 100.0, n_max: int = 5000,
                profile: Profile = "exp", val_per_class: int = 20, seed: int = 0, download: bool = False,
                augment: bool = True, autoaugment: bool = True, cutout: bool | None = None,
-               batched: bool = True) -> LongTailedData:
+               batched: bool = True, presampled: bool = False) -> LongTailedData:
     return _cifar_lt(10, root, imbalance_factor, n_max, profile, val_per_class, seed, download, augment, autoaugment,
-                     cutout, batched)
+                     cutout, batched, presampled)
 
 
 @register_dataset("cifar100_lt")
 def cifar100_lt(root: str | Path | None = None, imbalance_factor: float = 100.0, n_max: int = 500,
                 profile: Profile = "exp", val_per_class: int = 20, seed: int = 0, download: bool = False,
                 augment: bool = True, autoaugment: bool = True, cutout: bool | None = None,
-                batched: bool = True) -> LongTailedData:
+                batched: bool = True, presampled: bool = False) -> LongTailedData:
     return _cifar_lt(100, root, imbalance_factor, n_max, profile, val_per_class, seed, download, augment,
-                     autoaugment, cutout, batched)
+                     autoaugment, cutout, batched, presampled)
 
 
 cifar10_lt.__doc__ = "CIFAR-10-LT (n_max 5000; IF 100: 12,406 images, IF 200: 11,203)." + _CIFAR_DOC
