@@ -38,7 +38,7 @@ def without_timing(metrics: dict) -> str:
     """metrics.json minus what legitimately differs between two runs of the same config (wall times,
     the run name), as canonical JSON text so that NaN compares equal to NaN."""
     out = {k: v for k, v in metrics.items() if k not in ("written_at", "name")}
-    out["history"] = [{k: v for k, v in rec.items() if k != "seconds"} for rec in metrics["history"]]
+    out["history"] = [{k: v for k, v in rec.items() if k not in ("seconds", "val_seconds")} for rec in metrics["history"]]
     return json.dumps(out, sort_keys=True)
 
 

@@ -32,7 +32,11 @@ def test_step_profile():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(num_classes=1, n_max=10, imbalance_factor=10), "num_classes must be >= 2"),
     (dict(num_classes=5, n_max=0, imbalance_factor=10), "n_max must be >= 1"),
-    (dict(num_classes=5, n_max=10, imbalance_factor=0.5), "imbalance_factor .* must be >= 1"),
+    (dict(num_classes=5, n_max=10, imbalance_factor=0.5), "imbalance_factor .* must be a finite number >= 1"),
+    (dict(num_classes=5, n_max=10, imbalance_factor=float("inf")), "must be a finite number >= 1, got inf"),
+    (dict(num_classes=5, n_max=10, imbalance_factor=float("nan")), "must be a finite number >= 1, got nan"),
+    (dict(num_classes=10, n_max=1000, imbalance_factor=2000), "imbalance_factor 2000 with n_max 1000 leaves "
+     "class\\(es\\) \\[9\\] without a training image .* at most 1000 or raise n_max to at least 2000"),
     (dict(num_classes=5, n_max=10, imbalance_factor=10, profile="linear"), "profile must be 'exp' or 'step'"),
 ])
 def test_bad_arguments_are_explained(kwargs, message):
