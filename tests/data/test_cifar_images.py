@@ -175,3 +175,37 @@ def test_real_images_train_end_to_end_through_the_cli(tmp_path):
     assert metrics["test"]["num_samples"] == 1000 and metrics["threads"] == 1
     # eval_every 5 with 2 epochs: validated only after the last epoch
     assert [("val_mean_class" in h) for h in metrics["history"]] == [False, True]
+
+
+def test_a_packed_long_tailed_copy_reads_back_as_the_same_subset(tmp_path):
+    """write_long_tailed_copy keeps the chosen files byte for byte; presampled=true takes them as they are."""
+    from longtail.data import long_tailed_split
+    from longtail.data.cifar_images import write_long_tailed_copy
+
+    import io
+
+    # pixel value 4 * file number + class % 4: distinct within a class, so the multisets below pin the files
+    source = tmp_path / "src.tar"
+    with tarfile.open(source, "w") as tar:
+        for label, name in enumerate(CIFAR10_CLASSES):
+            for split, n in (("train", 60), ("test", 3)):
+                for i in range(n):
+                    data = png_of(4 * i + (label % 4))
+                    info = tarfile.TarInfo(f"c/{split}/{name}/{i:04d}.png")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    full = load_cifar_images(source, 10)
+    split = long_tailed_split(full["train"].labels, long_tailed_counts(10, 50, 10), val_per_class=5, seed=0,
+                              partial_val=True)
+    packed = write_long_tailed_copy(source, tmp_path / "lt.tar.gz", 10, split.train, split.val)
+    data = build_dataset("cifar10_lt", root=packed, n_max=50, imbalance_factor=10, presampled=True)
+    assert data.class_counts == long_tailed_counts(10, 50, 10) and len(data.test) == 30
+
+    def multiset(images, labels):
+        return sorted(zip(labels.tolist(), images.reshape(len(labels), -1)[:, 0].tolist()))
+    assert multiset(data.train.images, data.train.targets) == multiset(full["train"].images[split.train].permute(0, 3, 1, 2),
+                                                                       full["train"].labels[split.train])
+    assert multiset(data.val.images, data.val.targets) == multiset(full["train"].images[split.val].permute(0, 3, 1, 2),
+                                                                   full["train"].labels[split.val])
+    with pytest.raises(ValueError, match="presampled train/ holds .* pass the settings the copy was written with"):
+        build_dataset("cifar10_lt", root=packed, n_max=50, imbalance_factor=20, presampled=True)
