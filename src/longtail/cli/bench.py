@@ -34,6 +34,7 @@ from rich.markup import escape
 
 from ..engine import NonFiniteLossError
 from ..engine.distributed import launched_rank
+from ..engine.run_dir import RunDirInUseError
 from . import bench_report
 from .config import ConfigError, TrainConfig, load_config, parse_overrides, read_yaml_mapping, to_dict
 from .output import make_console
@@ -291,6 +292,9 @@ def _run_all(suite: Suite, runs: list[Run], todo: list[Run], verbose: bool, afte
             raise
         except ConfigError:  # a mistake in the suite's configs: every seed would hit it, so stop
             raise
+        except RunDirInUseError as err:  # another process (a second bench of the same suite) trains it
+            console.print(f"{tag}: [yellow]skipped[/], {escape(str(err))}")
+            continue
         except (NonFiniteLossError, RuntimeError, ValueError) as err:  # one bad run does not stop the suite
             run.status, run.error = "failed", f"{type(err).__name__}: {err}"
             console.print(f"{tag}: [red]failed[/] ({escape(run.error)})")

@@ -173,16 +173,7 @@ def run_detection_training(cfg: DetectConfig, *, resume: bool = False, overwrite
     return _train_detector(cfg, info, resume=resume, overwrite=overwrite, quiet=quiet)
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> str | None:
-    """Rank 0's part: the error message when the run directory may not be used, else None."""
-    if (run_dir / CHECKPOINT).exists() and not (resume or overwrite):
-        return (f"{run_dir} already holds a run. Pass --resume to continue it, --overwrite to start again, "
-                "or name=... to use another directory.")
-    if overwrite:
-        for name in (CHECKPOINT, MODEL, METRICS):
-            (run_dir / name).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return None
+RUN_FILES = (CHECKPOINT, MODEL, METRICS, "config.yaml")
 
 
 @dataclass
@@ -277,18 +268,34 @@ def _train_detector(cfg: DetectConfig, info, *, resume: bool, overwrite: bool, q
     say = (lambda *a: console.print(*a)) if (info.is_main and not quiet) else (lambda *a: None)
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
+    from ..engine.run_dir import RunDirectory
+    from .train import claim_run_dir
+
     run_dir = Path(cfg.output_dir) / cfg.name
-    problem = _prepare_run_dir(run_dir, resume, overwrite) if info.is_main else None
-    problem = dist_utils.broadcast_object(problem)  # also: no rank reads the directory before rank 0 prepared it
-    if problem is not None:
-        raise ConfigError(problem)
     seed_everything(cfg.seed)
     start_time = time.perf_counter()
-    run = _build_training(cfg, info)
+    run = _build_training(cfg, info)  # validates data, model, head and stage-1 weights before the directory
+    directory = RunDirectory(run_dir, RUN_FILES, CHECKPOINT)
+    # also: no rank reads the directory before rank 0 has prepared it
+    can_resume = claim_run_dir(directory, info, resume=resume, overwrite=overwrite, say=say)
+    try:
+        return _train_claimed(cfg, info, run, run_dir, directory, can_resume, start_time, say)
+    except BaseException:
+        if info.is_main:
+            directory.rollback()  # a failed --overwrite before its first checkpoint gives the old run back
+        raise
+    finally:
+        if info.is_main:
+            directory.release()
+
+
+def _train_claimed(cfg: DetectConfig, info, run: "_Training", run_dir: Path, directory, can_resume: bool,
+                   start_time: float, say) -> dict:
+    from ..engine import distributed as dist_utils
 
     history: list[dict] = []
     start_epoch = 0
-    if resume and (run_dir / CHECKPOINT).exists():
+    if can_resume:
         state = load_checkpoint(run_dir / CHECKPOINT)
         if state["config"] != to_dict(cfg):
             raise ConfigError(f"{run_dir} was trained with another config; use --overwrite or another name")
@@ -315,6 +322,7 @@ def _train_detector(cfg: DetectConfig, info, *, resume: bool, overwrite: bool, q
                    if run.reweighter is not None else None)
         if info.is_main:
             save_checkpoint(run.state(epoch + 1, history, cfg, info.world_size, streams), run_dir / CHECKPOINT)
+            directory.commit()  # the new run has a checkpoint: a replaced old run can go
         say(f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {out['loss']:.4f}  ({out['seconds']:.1f}s)")
         dist_utils.barrier()
 

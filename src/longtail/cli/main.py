@@ -12,6 +12,7 @@ from rich.markup import escape
 from ..data.sources import DatasetNotFoundError
 from ..data.split_file import ImageLoadError
 from ..engine import CheckpointError, NonFiniteLossError
+from ..engine.run_dir import RunDirInUseError
 from .config import ConfigError, TrainConfig, describe_keys
 
 err_console = Console(stderr=True, highlight=False)
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                      overrides=args.overrides)
         return 0
     except (ConfigError, DatasetNotFoundError, CheckpointError, NonFiniteLossError, FileNotFoundError,
-            ImageLoadError) as err:
+            ImageLoadError, RunDirInUseError) as err:
         err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)  # no hard wraps inside paths
         return 2
     except (ValueError, KeyError) as err:

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from ..engine import distributed as dist_utils
 from ..engine import load_checkpoint
+from ..engine.run_dir import RunDirectory
 from ..evaluation import posthoc_adjusted_logits, select_tau, shot_accuracy, tau_grid, tau_norm_logits
 from . import build
 from .config import ConfigError, to_dict
@@ -117,9 +118,10 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
                "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     run_dir = Path(cfg.output_dir) / cfg.name
     if dist_utils.launched_rank() == 0:  # under torchrun every rank computes the same (cheap) correction; one writes it
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        write_json_atomic(metrics, run_dir / METRICS)
+        with RunDirectory(run_dir, (METRICS, "config.yaml"), METRICS) as directory:
+            directory.acquire()  # a second writer of the same run directory stops here
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            write_json_atomic(metrics, run_dir / METRICS)
     dist_utils.barrier()  # a suite reads the run next, on every rank
     say(f"[bold]{cfg.name}[/]: {cfg.method} on {stage1_dir}, tau {best:g} (val mean-class {100 * val_scores[best]:.2f}); "
         f"test mean-class {100 * test['mean_class']:.2f} (uncorrected {100 * plain['mean_class']:.2f}) -> {run_dir}")

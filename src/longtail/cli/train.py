@@ -20,11 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..engine import distributed as dist_utils
 from ..engine import evaluate, load_checkpoint, save_checkpoint, train_one_epoch, warmup_cosine
 from ..engine.checkpoint import CheckpointError
+from ..engine.run_dir import RunDirectory, RunDirError, RunDirInUseError
 from ..evaluation.plots import plot_per_class_accuracy
 from . import build
 from .config import ConfigError, TrainConfig, to_dict
@@ -56,17 +58,27 @@ def run_dir_of(cfg: TrainConfig) -> Path:
     return Path(cfg.output_dir) / cfg.name
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
-    """Return True when there is a checkpoint to resume from. Never overwrites work silently."""
-    ckpt = run_dir / CHECKPOINT
-    if ckpt.exists() and not (resume or overwrite):
-        raise ConfigError(f"{run_dir} already holds a run. Pass --resume to continue it, --overwrite to start "
-                          "again from scratch, or name=... to use another directory.")
-    if overwrite and run_dir.exists():
-        for name in (CHECKPOINT, BEST, METRICS):
-            (run_dir / name).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return resume and ckpt.exists()
+RUN_FILES = (CHECKPOINT, BEST, METRICS, "config.yaml", "per_class_accuracy.png", "sampling_probability.png", "tb")
+
+
+def claim_run_dir(directory: RunDirectory, info: dist_utils.DistInfo, *, resume: bool, overwrite: bool,
+                  say) -> bool:
+    """Lock the run directory and prepare it for a new or resumed run (rank 0; the other ranks learn the
+    outcome, so a refusal stops every rank). Returns True when there is a checkpoint to resume from."""
+    outcome: tuple[bool, Exception | None] = (False, None)
+    if info.is_main:
+        try:
+            note = directory.acquire()
+            if note:
+                say(f"[yellow]{escape(note)}[/]")
+            outcome = (directory.prepare(resume=resume, overwrite=overwrite), None)
+        except (RunDirInUseError, RunDirError) as err:
+            directory.release()
+            outcome = (False, err)
+    can_resume, error = dist_utils.broadcast_object(outcome)
+    if error is not None:
+        raise error
+    return can_resume
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -95,10 +107,6 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
             raise ConfigError(f"threads must be >= 1 (torch intra-op threads), got {cfg.threads}")
         torch.set_num_threads(cfg.threads)
     run_dir = run_dir_of(cfg)
-    can_resume = False
-    if info.is_main:
-        can_resume = prepare_run_dir(run_dir, resume, overwrite)
-    can_resume = dist_utils.broadcast_object(can_resume)
     say = (lambda *a: console.print(*a)) if (info.is_main and not quiet) else (lambda *a: None)
 
     seed_everything(cfg.seed)
@@ -126,109 +134,122 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch),
                               cfg.warmup_start_factor)
 
-    history: list[dict] = []
-    best: dict = {"epoch": -1, "score": -math.inf}
-    start_epoch = 0
-    if can_resume:
-        state = load_checkpoint(run_dir / CHECKPOINT)
-        check_same_config(state.get("config", {}), to_dict(cfg), run_dir)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if stage2:
-            stage2.load_state_dict(state.get("stage2", {}))
-        history, best, start_epoch = state["history"], state["best"], int(state["epoch"])
-        say(f"resuming {run_dir} at epoch {start_epoch}/{cfg.epochs}")
-    if info.is_main:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    if info.distributed:
-        trained = torch.nn.parallel.DistributedDataParallel(trained, device_ids=[info.device] if info.device.type == "cuda" else None)
-        if stage2 is None:
-            model = trained
-
-    writer = None
-    if info.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(run_dir / "tb"))
-    say(f"[bold]{cfg.name}[/]: {cfg.dataset} ({len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
-        f"{data.num_classes} classes), {cfg.model}, loss={cfg.loss}, sampler={cfg.sampler}, "
-        f"{info.world_size} process(es) on {info.device.type}")
-    if stage2:
-        say(f"stage 2 from {stage2.source}: backbone frozen, {stage2.notes}")
-
-    many, few = cfg.many_threshold, cfg.few_threshold
-    for epoch in range(start_epoch, cfg.epochs):
-        seed_everything(cfg.seed, epoch + 1)
-        sampler.set_epoch(epoch)
-        if stage2:
-            stage2.set_epoch(epoch)  # cached view, meta stream
-        if hasattr(loss_fn, "set_epoch"):  # epoch-scheduled losses (e.g. LDAM-DRW's deferred re-weighting)
-            loss_fn.set_epoch(epoch)
-        epoch_context = stage2.epoch_context() if stage2 else contextlib.nullcontext()  # cached: 1 thread
-        with epoch_context, _progress(info.is_main and not quiet and console.is_terminal) as bar:
-            task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, loss=0.0)
-            stats = train_one_epoch(trained, loader, loss_fn, optimizer, scheduler, device=info.device, epoch=epoch,
-                                    max_grad_norm=cfg.max_grad_norm, step_hook=step_hook,
-                                    memory_format=memory_format if stage2 is None else torch.contiguous_format,
-                                    progress=lambda step, s: bar.update(task, advance=1, loss=s["loss"]))
-        record = {"epoch": epoch + 1, "train_loss": stats["loss"], "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": stats["seconds"]}
-        validated = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
-        score = math.nan
-        if validated:
-            start = time.perf_counter()
-            val = evaluate(val_model, val_loader, info.device, data.class_counts, many, few,
-                           memory_format=memory_format if val_model is model else torch.contiguous_format)
-            score = val["mean_class"]
-            record.update({"val_mean_class": score, "val_top1": val["top1"], "val_many": val["many"],
-                           "val_medium": val["medium"], "val_few": val["few"],
-                           "val_seconds": time.perf_counter() - start})
-        history.append(record)
-        improved = cfg.select_on == "last" or (validated and score > best["score"])
-        if improved:
-            best = {"epoch": epoch + 1, "score": score}
+    # Everything above validated the run (data, model, loss, sampler, stage-1 weights) without touching the
+    # run directory; only now is it created, locked and, for --overwrite, its old run moved aside.
+    directory = RunDirectory(run_dir, RUN_FILES, CHECKPOINT)
+    can_resume = claim_run_dir(directory, info, resume=resume, overwrite=overwrite, say=say)
+    try:
+        history: list[dict] = []
+        best: dict = {"epoch": -1, "score": -math.inf}
+        start_epoch = 0
+        if can_resume:
+            state = load_checkpoint(run_dir / CHECKPOINT)
+            check_same_config(state.get("config", {}), to_dict(cfg), run_dir)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if stage2:
+                stage2.load_state_dict(state.get("stage2", {}))
+            history, best, start_epoch = state["history"], state["best"], int(state["epoch"])
+            say(f"resuming {run_dir} at epoch {start_epoch}/{cfg.epochs}")
         if info.is_main:
-            if improved:  # best.pt before checkpoint.pt: a kill in between only repeats this epoch
-                save_checkpoint({"model": _unwrap(model).state_dict(), "epoch": epoch + 1}, run_dir / BEST)
-            save_checkpoint({"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
-                             "best": best, "config": to_dict(cfg), "class_counts": data.class_counts,
-                             "stage2": stage2.state_dict() if stage2 else {}},
-                            run_dir / CHECKPOINT)
-            write_json_atomic(_metrics(cfg, data, history, best, finished=False), run_dir / METRICS)
-            for key in ("train_loss", "lr", "val_mean_class", "val_top1", "val_many", "val_medium", "val_few"):
-                if isinstance(record.get(key), float) and math.isfinite(record[key]):
-                    writer.add_scalar(key.replace("_", "/", 1), record[key], epoch + 1)
-            writer.flush()
-        val_text = f"val mean-class {100 * score:5.2f}" if validated else "                    "
-        say(f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {stats['loss']:.4f}  {val_text}  "
-            f"({stats['seconds']:.1f}s){'  *' if improved and cfg.select_on == 'val' else ''}")
-        dist_utils.barrier()
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        if info.distributed:
+            trained = torch.nn.parallel.DistributedDataParallel(trained, device_ids=[info.device] if info.device.type == "cuda" else None)
+            if stage2 is None:
+                model = trained
 
-    # Test the selected model (best on val) and the last one.
-    test_last = evaluate(model, test_loader, info.device, data.class_counts, many, few, memory_format=memory_format)
-    if cfg.select_on == "val" and best["epoch"] != cfg.epochs:
-        _unwrap(model).load_state_dict(load_checkpoint(run_dir / BEST)["model"])
-        test = evaluate(model, test_loader, info.device, data.class_counts, many, few, memory_format=memory_format)
-    else:
-        test = test_last
-    metrics = _metrics(cfg, data, history, best, finished=True, test=test, test_last=test_last)
-    if stage2:
-        metrics.update(stage2.metrics())
-    if info.is_main:
-        write_json_atomic(metrics, run_dir / METRICS)
+        writer = None
+        if info.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(str(run_dir / "tb"))
+        say(f"[bold]{cfg.name}[/]: {cfg.dataset} ({len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
+            f"{data.num_classes} classes), {cfg.model}, loss={cfg.loss}, sampler={cfg.sampler}, "
+            f"{info.world_size} process(es) on {info.device.type}")
         if stage2:
-            stage2.save_plots(run_dir, data.class_counts)
-        plot_per_class_accuracy({cfg.name: test["per_class"]}, data.class_counts, run_dir / "per_class_accuracy.png",
-                                title=f"{cfg.name}: per-class test accuracy", many=many, few=few)
-        for key in ("top1", "mean_class", "many", "medium", "few"):
-            if math.isfinite(test[key]):
-                writer.add_scalar(f"test/{key}", test[key], cfg.epochs)
-        writer.close()
-        say(f"test (epoch {best['epoch']}): top-1 {100 * test['top1']:.2f}  mean-class {100 * test['mean_class']:.2f}  "
-            f"many {_pct(test['many'])}  medium {_pct(test['medium'])}  few {_pct(test['few'])}  -> {run_dir}")
-    dist_utils.barrier()  # the other ranks return once the run directory is complete (a suite reads it next)
-    return metrics
+            say(f"stage 2 from {stage2.source}: backbone frozen, {stage2.notes}")
+
+        many, few = cfg.many_threshold, cfg.few_threshold
+        for epoch in range(start_epoch, cfg.epochs):
+            seed_everything(cfg.seed, epoch + 1)
+            sampler.set_epoch(epoch)
+            if stage2:
+                stage2.set_epoch(epoch)  # cached view, meta stream
+            if hasattr(loss_fn, "set_epoch"):  # epoch-scheduled losses (e.g. LDAM-DRW's deferred re-weighting)
+                loss_fn.set_epoch(epoch)
+            epoch_context = stage2.epoch_context() if stage2 else contextlib.nullcontext()  # cached: 1 thread
+            with epoch_context, _progress(info.is_main and not quiet and console.is_terminal) as bar:
+                task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, loss=0.0)
+                stats = train_one_epoch(trained, loader, loss_fn, optimizer, scheduler, device=info.device, epoch=epoch,
+                                        max_grad_norm=cfg.max_grad_norm, step_hook=step_hook,
+                                        memory_format=memory_format if stage2 is None else torch.contiguous_format,
+                                        progress=lambda step, s: bar.update(task, advance=1, loss=s["loss"]))
+            record = {"epoch": epoch + 1, "train_loss": stats["loss"], "lr": optimizer.param_groups[0]["lr"],
+                      "seconds": stats["seconds"]}
+            validated = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+            score = math.nan
+            if validated:
+                start = time.perf_counter()
+                val = evaluate(val_model, val_loader, info.device, data.class_counts, many, few,
+                               memory_format=memory_format if val_model is model else torch.contiguous_format)
+                score = val["mean_class"]
+                record.update({"val_mean_class": score, "val_top1": val["top1"], "val_many": val["many"],
+                               "val_medium": val["medium"], "val_few": val["few"],
+                               "val_seconds": time.perf_counter() - start})
+            history.append(record)
+            improved = cfg.select_on == "last" or (validated and score > best["score"])
+            if improved:
+                best = {"epoch": epoch + 1, "score": score}
+            if info.is_main:
+                if improved:  # best.pt before checkpoint.pt: a kill in between only repeats this epoch
+                    save_checkpoint({"model": _unwrap(model).state_dict(), "epoch": epoch + 1}, run_dir / BEST)
+                save_checkpoint({"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
+                                 "best": best, "config": to_dict(cfg), "class_counts": data.class_counts,
+                                 "stage2": stage2.state_dict() if stage2 else {}},
+                                run_dir / CHECKPOINT)
+                directory.commit()  # the new run has a checkpoint: a replaced old run can go
+                write_json_atomic(_metrics(cfg, data, history, best, finished=False), run_dir / METRICS)
+                for key in ("train_loss", "lr", "val_mean_class", "val_top1", "val_many", "val_medium", "val_few"):
+                    if isinstance(record.get(key), float) and math.isfinite(record[key]):
+                        writer.add_scalar(key.replace("_", "/", 1), record[key], epoch + 1)
+                writer.flush()
+            val_text = f"val mean-class {100 * score:5.2f}" if validated else "                    "
+            say(f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {stats['loss']:.4f}  {val_text}  "
+                f"({stats['seconds']:.1f}s){'  *' if improved and cfg.select_on == 'val' else ''}")
+            dist_utils.barrier()
+
+        # Test the selected model (best on val) and the last one.
+        test_last = evaluate(model, test_loader, info.device, data.class_counts, many, few, memory_format=memory_format)
+        if cfg.select_on == "val" and best["epoch"] != cfg.epochs:
+            _unwrap(model).load_state_dict(load_checkpoint(run_dir / BEST)["model"])
+            test = evaluate(model, test_loader, info.device, data.class_counts, many, few, memory_format=memory_format)
+        else:
+            test = test_last
+        metrics = _metrics(cfg, data, history, best, finished=True, test=test, test_last=test_last)
+        if stage2:
+            metrics.update(stage2.metrics())
+        if info.is_main:
+            write_json_atomic(metrics, run_dir / METRICS)
+            if stage2:
+                stage2.save_plots(run_dir, data.class_counts)
+            plot_per_class_accuracy({cfg.name: test["per_class"]}, data.class_counts, run_dir / "per_class_accuracy.png",
+                                    title=f"{cfg.name}: per-class test accuracy", many=many, few=few)
+            for key in ("top1", "mean_class", "many", "medium", "few"):
+                if math.isfinite(test[key]):
+                    writer.add_scalar(f"test/{key}", test[key], cfg.epochs)
+            writer.close()
+            say(f"test (epoch {best['epoch']}): top-1 {100 * test['top1']:.2f}  mean-class {100 * test['mean_class']:.2f}  "
+                f"many {_pct(test['many'])}  medium {_pct(test['medium'])}  few {_pct(test['few'])}  -> {run_dir}")
+        dist_utils.barrier()  # the other ranks return once the run directory is complete (a suite reads it next)
+        return metrics
+    except BaseException:
+        if info.is_main:
+            directory.rollback()  # a failed --overwrite before its first checkpoint gives the old run back
+        raise
+    finally:
+        if info.is_main:
+            directory.release()
 
 
 def _pct(x: float) -> str:
