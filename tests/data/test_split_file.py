@@ -148,7 +148,7 @@ def test_inat2018_reads_the_list_format_and_uses_val_as_test(tmp_path):
     for line in train + val:
         p, y = line.split()
         write_jpeg(tmp_path / "img" / p, int(y), seed=0)
-    data = build_dataset("inat2018", root=tmp_path / "img", split_dir=tmp_path, image_size=8)
+    data = build_dataset("inat2018", root=tmp_path / "img", split_dir=tmp_path, image_size=8, num_classes=3)
     assert data.class_counts == [2, 3, 4] and data.class_names == ["0", "1", "2"]
     assert data.val.paths is data.test.paths and len(data.test) == 3
     image, label = data.train[0]
@@ -165,3 +165,26 @@ def test_split_dataset_factories_reject_unknown_options():
 def test_default_roots_follow_longtail_data(tmp_path, monkeypatch):
     monkeypatch.setenv("LONGTAIL_DATA", str(tmp_path))
     assert build_dataset("places_lt", check_files=False).notes["root"] == str(Path(tmp_path) / "places_lt")
+
+
+def test_a_label_outside_the_declared_classes_names_file_and_line(tmp_path):
+    lst = tmp_path / "train.txt"
+    lst.write_text("a/1.jpg 0\na/2.jpg 2\nb/3.jpg 50\n")
+    assert read_split_file(lst)[1] == [0, 2, 50]  # no class count declared: any label >= 0
+    with pytest.raises(ValueError, match=r"train.txt:3: label 50 is outside 0..2 \(the dataset has 3 classes\)"):
+        read_split_file(lst, num_classes=3)
+
+
+def test_places_lt_has_365_classes_whatever_the_largest_label(tmp_path):
+    """A Places-LT list with a label 400 is an error, not a 401-class model."""
+    from longtail.data import build_dataset
+
+    split_dir = tmp_path / "lists"
+    split_dir.mkdir()
+    for name in ("Places_LT_train.txt", "Places_LT_val.txt", "Places_LT_test.txt"):
+        (split_dir / name).write_text("train/a/1.jpg 0\ntrain/b/2.jpg 3\n")
+    data = build_dataset("places_lt", root=tmp_path, split_dir=split_dir, check_files=False)
+    assert data.num_classes == 365 and data.class_counts[:4] == [1, 0, 0, 1]
+    (split_dir / "Places_LT_val.txt").write_text("train/a/1.jpg 0\ntrain/b/2.jpg 400\n")
+    with pytest.raises(ValueError, match="Places_LT_val.txt:2: label 400 is outside 0..364"):
+        build_dataset("places_lt", root=tmp_path, split_dir=split_dir, check_files=False)

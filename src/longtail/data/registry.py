@@ -193,9 +193,9 @@ def synthetic_lt(num_classes: int = 6, imbalance_factor: float = 20.0, n_max: in
 # --- a user's own image folders. Images are decoded only when indexed.
 
 def _file_data(name: str, train: SplitFileDataset, val: SplitFileDataset, test: SplitFileDataset, *,
-               class_names: list[str] | None, transform_factory: Callable[..., Any], augment: bool,
+               num_classes: int, class_names: list[str] | None, transform_factory: Callable[..., Any], augment: bool,
                image_size: int, notes: dict[str, Any]) -> LongTailedData:
-    num_classes = len(class_names) if class_names else 1 + max(int(d.targets.max()) for d in (train, val, test))
+    """``num_classes``: from the dataset's definition (never the largest label seen)."""
     counts = torch.bincount(train.targets, minlength=num_classes).tolist()
     test_tf = transform_factory(train=False, size=image_size)
     if not class_names:  # from all three lists: a class may be absent from a (subset) training list
@@ -210,7 +210,8 @@ def _file_data(name: str, train: SplitFileDataset, val: SplitFileDataset, test: 
 
 
 def _from_split_lists(name: str, root: str | Path | None, files: dict[str, str], *, split_dir, shipped: str | None,
-                      check_files: bool, hints: dict[str, str] | None = None, **kwargs: Any) -> LongTailedData:
+                      check_files: bool, num_classes: int, hints: dict[str, str] | None = None,
+                      **kwargs: Any) -> LongTailedData:
     """``files``: split -> list file name; val and test may name the same file (read once)."""
     root = Path(root) if root is not None else sources.default_data_root() / name
     hints = hints or {}
@@ -218,16 +219,16 @@ def _from_split_lists(name: str, root: str | Path | None, files: dict[str, str],
              for split, f in files.items()}
     built: dict[Path, SplitFileDataset] = {}
     for path in dict.fromkeys(lists.values()):
-        paths, labels = read_split_file(path)
+        paths, labels = read_split_file(path, num_classes)
         built[path] = SplitFileDataset(root, paths, labels, check_files=check_files, source=str(path))
     notes = {"root": str(root), **{f"{split}_list": str(path) for split, path in lists.items()}}
-    return _file_data(name, *(built[lists[s]] for s in ("train", "val", "test")), class_names=None, notes=notes,
-                      **kwargs)
+    return _file_data(name, *(built[lists[s]] for s in ("train", "val", "test")), num_classes=num_classes,
+                      class_names=None, notes=notes, **kwargs)
 
 
 @register_dataset("places_lt")
 def places_lt(root: str | Path | None = None, split_dir: str | Path | None = None, image_size: int = 224,
-              augment: bool = True, check_files: bool = True, seed: int = 0) -> LongTailedData:
+              augment: bool = True, check_files: bool = True, seed: int = 0, num_classes: int = 365) -> LongTailedData:
     """Places-LT (Liu et al. 2019): 365 classes, 62,500 training images (4,980 ... 5 per class; many /
     medium / few = 131 / 163 / 71 classes), val 20 and test 100 images per class, from the OLTR lists
     shipped with longtail. ``root``: the Places365-Standard folder the lists' paths are relative to
@@ -235,7 +236,7 @@ def places_lt(root: str | Path | None = None, split_dir: str | Path | None = Non
     shipped ones. ``seed`` is unused (the lists fix the splits)."""
     files = {"train": "Places_LT_train.txt", "val": "Places_LT_val.txt", "test": "Places_LT_test.txt"}
     return _from_split_lists("places_lt", root, files, split_dir=split_dir, shipped="places_lt", check_files=check_files,
-                             transform_factory=transforms.imagenet_transforms, augment=augment, image_size=image_size)
+                             num_classes=num_classes, transform_factory=transforms.imagenet_transforms, augment=augment, image_size=image_size)
 
 
 IMAGENET_LT_TRAIN_HINT = (
@@ -247,14 +248,14 @@ IMAGENET_LT_TRAIN_HINT = (
 
 @register_dataset("imagenet_lt")
 def imagenet_lt(root: str | Path | None = None, split_dir: str | Path | None = None, image_size: int = 224,
-                augment: bool = True, check_files: bool = True, seed: int = 0) -> LongTailedData:
+                augment: bool = True, check_files: bool = True, seed: int = 0, num_classes: int = 1000) -> LongTailedData:
     """ImageNet-LT (Liu et al. 2019): 1,000 classes, 115,846 training images (1,280 ... 5 per class),
     val 20 and test 50 images per class. The val and test lists ship with longtail; the train list
     comes from the OLTR release (see ``split_dir``). ``root``: the ImageNet-2012 folder with
     ``train/<wnid>/...`` and ``val/<wnid>/...``. ``seed`` is unused."""
     files = {"train": "ImageNet_LT_train.txt", "val": "ImageNet_LT_val.txt", "test": "ImageNet_LT_test.txt"}
     return _from_split_lists("imagenet_lt", root, files, split_dir=split_dir, shipped="imagenet_lt",
-                             check_files=check_files, hints={"train": IMAGENET_LT_TRAIN_HINT},
+                             check_files=check_files, num_classes=num_classes, hints={"train": IMAGENET_LT_TRAIN_HINT},
                              transform_factory=transforms.imagenet_transforms, augment=augment, image_size=image_size)
 
 
@@ -266,7 +267,7 @@ INAT_HINT = ("The iNaturalist 2018 lists (iNaturalist18_train.txt / iNaturalist1
 
 @register_dataset("inat2018")
 def inat2018(root: str | Path | None = None, split_dir: str | Path | None = None, image_size: int = 224,
-             augment: bool = True, check_files: bool = True, seed: int = 0) -> LongTailedData:
+             augment: bool = True, check_files: bool = True, seed: int = 0, num_classes: int = 8142) -> LongTailedData:
     """iNaturalist 2018 (Van Horn et al. 2018): 8,142 classes, 437,513 training images, from the
     ``iNaturalist18_{train,val}.txt`` lists (the json annotations of the official release are not read:
     convert them once, see INAT_HINT). The official val set (3 images per class) is the test set of the
@@ -274,7 +275,7 @@ def inat2018(root: str | Path | None = None, split_dir: str | Path | None = None
     ``root``: the folder holding ``train_val2018/``. ``seed`` is unused."""
     files = {"train": "iNaturalist18_train.txt", "val": "iNaturalist18_val.txt", "test": "iNaturalist18_val.txt"}
     data = _from_split_lists("inat2018", root, files, split_dir=split_dir, shipped=None, check_files=check_files,
-                             hints={"train": INAT_HINT, "val": INAT_HINT, "test": INAT_HINT},
+                             num_classes=num_classes, hints={"train": INAT_HINT, "val": INAT_HINT, "test": INAT_HINT},
                              transform_factory=transforms.inaturalist_transforms, augment=augment, image_size=image_size)
     data.notes["val"] = "val and test are the same list (iNaturalist18_val.txt): select_on=last"
     return data
@@ -288,7 +289,8 @@ def image_folder(root: str | Path | None = None, val_per_class: int = 20, image_
     per class are drawn (seeded) from train; without a test folder, test is the val split."""
     root = Path(root) if root is not None else sources.default_data_root() / "image_folder"
     splits = load_image_folders(root, val_per_class=val_per_class, seed=seed)
-    return _file_data("image_folder", splits.train, splits.val, splits.test, class_names=splits.classes,
+    return _file_data("image_folder", splits.train, splits.val, splits.test, num_classes=len(splits.classes),
+                      class_names=splits.classes,
                       transform_factory=transforms.imagenet_transforms, augment=augment, image_size=image_size,
                       notes={"root": str(root), **splits.notes})
 

@@ -38,9 +38,10 @@ class ImageLoadError(RuntimeError):
         return text[at + len(type(self).__name__) + 2:].strip() if at >= 0 else text
 
 
-def read_split_file(path: str | Path) -> tuple[list[str], list[int]]:
+def read_split_file(path: str | Path, num_classes: int | None = None) -> tuple[list[str], list[int]]:
     """Paths and labels of a ``relative/path label`` list. Blank lines are skipped; the label is the
-    last field, so paths may hold spaces."""
+    last field, so paths may hold spaces. With ``num_classes``, a label outside [0, num_classes) is an
+    error naming the file and line (a typo must not silently add classes)."""
     path = Path(path)
     paths, labels = [], []
     with open(path, encoding="utf-8") as f:
@@ -51,6 +52,10 @@ def read_split_file(path: str | Path) -> tuple[list[str], list[int]]:
             parts = line.rsplit(maxsplit=1)
             if len(parts) != 2 or not parts[1].lstrip("-").isdigit() or int(parts[1]) < 0:
                 raise ValueError(f"{path}:{lineno}: expected 'relative/path label' with a label >= 0, got {line!r}")
+            if num_classes is not None and int(parts[1]) >= num_classes:
+                raise ValueError(f"{path}:{lineno}: label {parts[1]} is outside 0..{num_classes - 1} (the dataset has "
+                                 f"{num_classes} classes): {line!r}. Fix the list, or set dataset_options="
+                                 "{num_classes: N} if it really has more classes")
             paths.append(parts[0])
             labels.append(int(parts[1]))
     if not paths:
