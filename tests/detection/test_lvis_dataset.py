@@ -67,6 +67,7 @@ def test_real_lvis_v05_annotations():
 def test_generated_samples_in_torchvision_format(generated):
     out, data = generated
     ds = LvisDetection(out / "lvis_train.json", out, with_masks=True)
+    assert ds.num_annotated_images == len(ds)  # every generated image has objects: both frequency rules agree
     assert ds.num_classes == 120 and len(ds) == len(data["images"])
     image, target = ds[0]
     anns = [a for a in data["annotations"] if a["image_id"] == data["images"][0]["id"]]
@@ -127,3 +128,20 @@ def test_clear_errors_and_degenerate_boxes(generated, tmp_path):
     assert ds.skipped_degenerate == 2 and sum(ds.instance_counts) == len(data["annotations"]) - 2
     with pytest.raises(ValueError, match="counts_from"):
         LvisDetection(data, out, counts_from="json ")
+
+
+def test_image_frequency_counts_annotated_images_by_default(tmp_path):
+    """The official BALMS code divides image_count by the images that have annotations (and detectron2
+    computes repeat factors after dropping unannotated images); frequency_images: all keeps every image."""
+    from longtail.cli.detect import _class_stats
+
+    raw = json.loads(LVIS_VAL_100.read_text())
+    annotated = {a["image_id"] for a in raw["annotations"]}
+    extra = [{**raw["images"][0], "id": 10**9 + k} for k in range(20)]  # 20 images without annotations
+    ds = LvisDetection({**raw, "images": raw["images"] + extra}, tmp_path, check_images=False)
+    assert len(ds) == 120 and ds.num_annotated_images == len(annotated & set(ds.image_ids))
+    assert _class_stats(ds)["num_images"] == ds.num_annotated_images
+    assert _class_stats(ds, "all")["num_images"] == 120
+    with pytest.raises(ValueError, match="frequency_images must be 'annotated'"):
+        _class_stats(ds, "every")
+    assert (ds.repeat_factors(0.01, count_unannotated=True) >= ds.repeat_factors(0.01)).all()

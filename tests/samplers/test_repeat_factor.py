@@ -15,8 +15,9 @@ from longtail.samplers import create_sampler
 from longtail.samplers.repeat_factor import RepeatFactorSampler, category_repeat_factors, lvis_repeat_factors
 
 
-def naive_repeat_factors(image_labels, t):
-    n = len(image_labels)
+def naive_repeat_factors(image_labels, t, count_unannotated=False):
+    # detectron2 drops images without annotations before computing f(c); "all" divides by every image
+    n = len(image_labels) if count_unannotated else sum(1 for labels in image_labels if labels)
     cats = {c for labels in image_labels for c in labels}
     f = {c: sum(c in set(labels) for labels in image_labels) / n for c in cats}
     r_cat = {c: max(1.0, math.sqrt(t / f[c])) for c in cats}
@@ -34,9 +35,14 @@ def test_lvis_repeat_factors_match_the_formula(t):
     # a long tail of categories: category k appears in about 200 / (k + 1) of 200 images
     image_labels = [[k for k in range(40) if rng.random() < 1 / (k + 1)] for _ in range(200)]
     image_labels[3] = []  # an image without annotations keeps r = 1
+    image_labels[7] = []
     got = lvis_repeat_factors(image_labels, threshold=t)
     assert got.dtype == torch.float64
     assert got.tolist() == pytest.approx(naive_repeat_factors(image_labels, t), rel=1e-12)
+    every = lvis_repeat_factors(image_labels, threshold=t, count_unannotated=True)
+    assert every.tolist() == pytest.approx(naive_repeat_factors(image_labels, t, count_unannotated=True), rel=1e-12)
+    if t == 0.3:  # the two rules differ: f(c) is smaller over all 200 images, so r is larger
+        assert (every >= got).all() and (every > got).any()
     assert got[3] == 1.0 and (got >= 1).all()
     if t == 0.3:
         assert got.max() > 2, "the tail is repeated"

@@ -49,6 +49,9 @@ class DetectConfig:
     test_json: Optional[str] = None  # held-out split for reporting; val is then only for choosing settings
     test_image_root: Optional[str] = None
     repeat_threshold: Optional[float] = None  # repeat-factor sampling t (LVIS: 0.001); null = uniform
+    # image frequencies (sigmoid Balanced Softmax f_j, repeat factors f(c)) over the images that have annotations
+    # (official BALMS code, detectron2) or over every listed image ("all")
+    frequency_images: str = "annotated"
     max_val_images: Optional[int] = None  # evaluate on the first N val images only (quick runs)
     # --- model ---
     arch: str = "fasterrcnn"  # fasterrcnn | maskrcnn
@@ -119,9 +122,13 @@ def _datasets(cfg: DetectConfig, with_masks: bool, train: bool = True, splits: t
     return train_set, eval_sets
 
 
-def _class_stats(train_set) -> dict[str, Any]:
+def _class_stats(train_set, frequency_images: str = "annotated") -> dict[str, Any]:
+    if frequency_images not in ("annotated", "all"):
+        raise ConfigError(f"frequency_images must be 'annotated' (the official BALMS code, detectron2) or 'all', "
+                          f"got {frequency_images!r}")
+    num_images = train_set.num_annotated_images if frequency_images == "annotated" else len(train_set)
     return {"instance_counts": train_set.instance_counts, "image_counts": train_set.image_counts,
-            "num_images": len(train_set), "frequencies": train_set.frequencies}
+            "num_images": num_images, "frequencies": train_set.frequencies}
 
 
 def build_detector(cfg: DetectConfig, stats: dict[str, Any]) -> torch.nn.Module:
@@ -223,7 +230,7 @@ def _build_training(cfg: DetectConfig, info) -> _Training:
 
     device = info.device
     train_set, eval_sets = _datasets(cfg, with_masks=cfg.arch == "maskrcnn")
-    stats = _class_stats(train_set)
+    stats = _class_stats(train_set, cfg.frequency_images)
     model = build_detector(cfg, stats)
     decoupled = cfg.init_from is not None
     if decoupled:
@@ -243,7 +250,8 @@ def _build_training(cfg: DetectConfig, info) -> _Training:
 
     shard = dict(num_replicas=info.world_size, rank=info.rank, seed=cfg.seed)  # each rank: a disjoint share
     if cfg.repeat_threshold is not None:
-        sampler = RepeatFactorSampler(train_set.repeat_factors(cfg.repeat_threshold), **shard)
+        sampler = RepeatFactorSampler(train_set.repeat_factors(cfg.repeat_threshold,
+                                                               count_unannotated=cfg.frequency_images == "all"), **shard)
     else:
         sampler = RandomSampler(len(train_set), **shard)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,

@@ -242,11 +242,17 @@ class LvisDetection(Dataset):
                 f"{missing[:5]}. image_root must be the folder the json's file_name paths are relative to "
                 "(LVIS v1: the folder holding COCO's train2017/ and val2017/).")
 
-    def repeat_factors(self, threshold: float = 0.001) -> Tensor:
+    @property
+    def num_annotated_images(self) -> int:
+        """Images with at least one (non-degenerate) annotation: the denominator of the official BALMS
+        code's image frequency f_j and of detectron2's repeat factors."""
+        return sum(1 for labels in self.image_labels if labels)
+
+    def repeat_factors(self, threshold: float = 0.001, count_unannotated: bool = False) -> Tensor:
         """(N,) LVIS repeat factors of the images (see :func:`longtail.samplers.lvis_repeat_factors`)."""
         from ..samplers.repeat_factor import lvis_repeat_factors
 
-        return lvis_repeat_factors(self.image_labels, threshold=threshold)
+        return lvis_repeat_factors(self.image_labels, threshold=threshold, count_unannotated=count_unannotated)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -31,21 +31,27 @@ def category_repeat_factors(image_fraction: Tensor, threshold: float = 0.001) ->
     return torch.where(f > 0, r.clamp_min(1.0), torch.ones_like(r))
 
 
-def lvis_repeat_factors(image_labels: Sequence[Sequence[int]], *, threshold: float = 0.001) -> Tensor:
+def lvis_repeat_factors(image_labels: Sequence[Sequence[int]], *, threshold: float = 0.001,
+                        count_unannotated: bool = False) -> Tensor:
     """(N,) float64 repeat factor of each image from the category ids (any integers) it contains.
 
-    f(c) is counted from ``image_labels`` itself (images holding c / N); an image without annotations
-    gets r = 1."""
+    f(c) is counted from ``image_labels`` itself: images holding c / images with at least one
+    annotation, as detectron2 computes it (its training set drops images without annotations before
+    the sampler sees them). ``count_unannotated``: divide by all N images instead. An image without
+    annotations gets r = 1."""
     if len(image_labels) == 0:
         raise ValueError("repeat factors need at least one image")
     sets = [set(int(c) for c in labels) for labels in image_labels]
+    denominator = len(sets) if count_unannotated else sum(1 for s in sets if s)
+    if denominator == 0:
+        return torch.ones(len(sets), dtype=torch.float64)
     categories = sorted(set().union(*sets))
     pos = {c: k for k, c in enumerate(categories)}
     counts = torch.zeros(len(categories), dtype=torch.float64)
     for s in sets:
         for c in s:
             counts[pos[c]] += 1
-    r_cat = category_repeat_factors(counts / len(sets), threshold).tolist()
+    r_cat = category_repeat_factors(counts / denominator, threshold).tolist()
     return torch.tensor([max((r_cat[pos[c]] for c in s), default=1.0) for s in sets], dtype=torch.float64)
 
 
