@@ -126,3 +126,23 @@ def test_balms_run_interrupted_and_resumed_ends_with_the_same_sampler_and_metric
 def test_bad_stage2_configs_are_clear_errors(tmp_path, stage1, capsys, extra, message):
     assert main(["train", *stage2(tmp_path, stage1, "bad", *extra), "--quiet"]) == 2
     assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_stage2_from_a_loose_weights_file_still_checks_the_split(tmp_path, stage1, capsys):
+    """best.pt carries the split settings, so a copy of it away from its run directory is checked too;
+    weights that say nothing about their split are refused unless allow_split_mismatch=true."""
+    import shutil
+
+    loose = tmp_path / "elsewhere" / "stage1_weights.pt"
+    loose.parent.mkdir()
+    shutil.copy(stage1 / "best.pt", loose)
+    assert main(["train", *tiny_args(tmp_path, "ok", f"init_from={loose}", "epochs=1"), "--quiet"]) == 0
+    assert main(["train", *tiny_args(tmp_path, "leak", f"init_from={loose}", "seed=1"), "--quiet"]) == 2
+    assert "set seed=0 so both stages see the same split" in " ".join(capsys.readouterr().err.split())
+    bare = tmp_path / "elsewhere" / "bare.pt"
+    torch.save({"model": torch.load(loose, weights_only=True)["model"]}, bare)
+    assert main(["train", *tiny_args(tmp_path, "unknown", f"init_from={bare}"), "--quiet"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "does not say which data split" in err and "allow_split_mismatch=true" in err
+    assert main(["train", *tiny_args(tmp_path, "vouched", f"init_from={bare}", "allow_split_mismatch=true",
+                                     "epochs=1"), "--quiet"]) == 0

@@ -69,6 +69,7 @@ class TrainConfig:
     # --- decoupled stage 2 (BALMS, cRT; issue 3) ---
     init_from: Optional[str] = None  # stage-1 run directory (its best.pt) or checkpoint file; set = stage 2
     freeze_bn: bool = True  # frozen backbone in eval mode, BatchNorm statistics fixed (false: the official code)
+    allow_split_mismatch: bool = False  # stage 2 from weights whose data split cannot be checked / differs
     reinit_head: bool = True  # fresh classifier (false: keep the stage-1 head, e.g. for tau-norm / LWS)
     cache_features: bool = False  # train the head on features computed once per augmented view
     cache_views: Optional[int] = None  # augmented views to cache (default: one per epoch; 1: a single view)

@@ -134,15 +134,29 @@ def stage1_weights(init_from: str | Path) -> Path:
 
 
 def check_same_split(cfg: TrainConfig, weights: Path) -> None:
-    """Stage 2 must use stage 1's data split (else stage 1's val images can land in stage 2's train)."""
+    """Stage 2 must use stage 1's data split (else stage 1's val images can land in stage 2's train).
+
+    The split settings come from the run's config.yaml next to the weights, else from the weights file
+    itself (longtail's best.pt and checkpoint.pt carry them); weights with neither are refused unless
+    ``allow_split_mismatch`` says the user vouches for the split."""
     source = weights.parent / "config.yaml"
-    if not source.is_file():
-        return
-    stage1 = yaml.safe_load(source.read_text()) or {}
+    if source.is_file():
+        stage1, where = yaml.safe_load(source.read_text()) or {}, str(source)
+    else:
+        state = load_checkpoint(weights)
+        stage1, where = state.get("split") or state.get("config") or {}, str(weights)
+    if not any(key in stage1 for key in SPLIT_KEYS):
+        if cfg.allow_split_mismatch:
+            return
+        raise ConfigError(f"init_from={weights} does not say which data split stage 1 trained on (no config.yaml next "
+                          "to it and no split settings inside), so stage 1's validation images could be in this run's "
+                          "training set. Point init_from at the stage-1 run directory, or set allow_split_mismatch=true "
+                          "if you know the split is the same")
     for key in SPLIT_KEYS:
-        if key in stage1 and stage1[key] != getattr(cfg, key):
-            raise ConfigError(f"stage 1 ({source}) used {key}={stage1[key]!r} but this stage-2 run has "
-                              f"{key}={getattr(cfg, key)!r}; set {key}={stage1[key]!r} so both stages see the same split")
+        if key in stage1 and stage1[key] != getattr(cfg, key) and not cfg.allow_split_mismatch:
+            raise ConfigError(f"stage 1 ({where}) used {key}={stage1[key]!r} but this stage-2 run has "
+                              f"{key}={getattr(cfg, key)!r}; set {key}={stage1[key]!r} so both stages see the same split "
+                              "(or allow_split_mismatch=true)")
 
 
 def load_stage1(model: nn.Module, weights: Path, *, reinit_head: bool) -> None:

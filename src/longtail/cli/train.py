@@ -61,6 +61,13 @@ def run_dir_of(cfg: TrainConfig) -> Path:
 RUN_FILES = (CHECKPOINT, BEST, METRICS, "config.yaml", "per_class_accuracy.png", "sampling_probability.png", "tb")
 
 
+def split_settings(cfg: TrainConfig) -> dict:
+    """The settings that fix the data split, saved in best.pt so that a stage 2 started from the loose
+    weights file can still check it trains on the same split."""
+    from .stage2 import SPLIT_KEYS
+    return {key: getattr(cfg, key) for key in SPLIT_KEYS}
+
+
 def claim_run_dir(directory: RunDirectory, info: dist_utils.DistInfo, *, resume: bool, overwrite: bool,
                   say) -> bool:
     """Lock the run directory and prepare it for a new or resumed run (rank 0; the other ranks learn the
@@ -202,7 +209,8 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
                 best = {"epoch": epoch + 1, "score": score}
             if info.is_main:
                 if improved:  # best.pt before checkpoint.pt: a kill in between only repeats this epoch
-                    save_checkpoint({"model": _unwrap(model).state_dict(), "epoch": epoch + 1}, run_dir / BEST)
+                    save_checkpoint({"model": _unwrap(model).state_dict(), "epoch": epoch + 1,
+                                     "split": split_settings(cfg)}, run_dir / BEST)
                 save_checkpoint({"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                                  "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
                                  "best": best, "config": to_dict(cfg), "class_counts": data.class_counts,
