@@ -142,6 +142,8 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
 
 def read_yaml_mapping(path: Path, missing_hint: str) -> dict[str, Any]:
     """The mapping in a YAML file, or a ConfigError saying what is wrong (missing, not YAML, not a mapping)."""
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory; give a YAML file in it (e.g. {path}/<name>.yaml; {missing_hint})")
     if not path.is_file():
         raise ConfigError(f"{path} does not exist ({missing_hint})")
     try:
@@ -168,10 +170,14 @@ def load_config(cls, path: str | Path | None, overrides: list[str] | None = None
     extra = parse_overrides(overrides or [])
     _check_keys(cls, extra, "the command-line overrides")
     values.update(extra)
-    try:
-        return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
-    except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
+    coerced = {}
+    for k, v in values.items():
+        try:
+            coerced[k] = _coerce(cls, k, v)
+        except ConfigError as err:  # name where the bad value came from: the override wins over the file
+            where = f"the command-line override {k}=..." if k in extra else source
+            raise ConfigError(f"{where}: {err}") from None
+    return cls(**coerced)
 
 
 def to_dict(config) -> dict[str, Any]:

@@ -212,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted; the last complete checkpoint is kept (continue with --resume)")
         return 130
+    except Exception as err:  # anything else: still one line and exit 2; the traceback on request
+        if os.environ.get("LONGTAIL_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(type(err).__name__)}: {escape(str(err))}  (unexpected: "
+                          "LONGTAIL_DEBUG=1 shows the traceback; please report it)", soft_wrap=True)
+        return 2
 
 
 if __name__ == "__main__":

@@ -107,6 +107,12 @@ def run_training(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = Fa
 def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite: bool, quiet: bool) -> dict:
     if cfg.select_on not in ("val", "last"):
         raise ConfigError(f"select_on must be 'val' or 'last', got {cfg.select_on!r} (selecting on test is not offered)")
+    if cfg.epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}")
+    if not 0 <= cfg.warmup_epochs <= cfg.epochs:
+        raise ConfigError(f"warmup_epochs must lie in [0, epochs = {cfg.epochs}], got {cfg.warmup_epochs}")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
     if cfg.eval_every < 1:
         raise ConfigError(f"eval_every must be >= 1 (validate every k epochs), got {cfg.eval_every}")
     if cfg.threads is not None:

@@ -88,6 +88,10 @@ def fashion_mnist_lt(root: str | Path | None = None, imbalance_factor: float = 1
     """Fashion-MNIST-LT, the embedded default: 10 classes, exponential profile from ``n_max`` = 1000
     (IF 100: 2,478 training images, counts 1000 ... 10, so many / medium / few = 5 / 3 / 2 classes),
     balanced val drawn from the leftover training images, the balanced 10,000-image test set."""
+    if root is not None and not Path(root).exists() and not download:
+        # a mistyped data_root must not be created (and filled with 53 MB) somewhere on disk
+        raise sources.DatasetNotFoundError(f"data_root {root} does not exist. Fix the path, leave data_root unset to use "
+                                           f"{sources.default_data_root()}, or pass download=true to create it")
     root = Path(root) if root is not None else sources.default_data_root()
     tr_x, tr_y = sources.load_fashion_mnist(root, train=True, download=download)
     te_x, te_y = sources.load_fashion_mnist(root, train=False, download=download)

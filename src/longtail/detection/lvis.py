@@ -143,9 +143,10 @@ class LvisDetection(Dataset):
                  with_masks: bool = False, counts_from: Literal["auto", "json", "annotations"] = "auto",
                  check_images: bool = True, transforms: Callable | None = None) -> None:
         data = annotations if isinstance(annotations, Mapping) else _read_json(Path(annotations))
+        where = "the annotation json" if isinstance(annotations, Mapping) else str(annotations)
         for key in ("images", "annotations", "categories"):
             if key not in data:
-                raise ValueError(f"LVIS json lacks the {key!r} list")
+                raise ValueError(f"{where} lacks the {key!r} list")
         self.image_root, self.with_masks, self.transforms = Path(image_root), with_masks, transforms
         cats = sorted(data["categories"], key=lambda c: c["id"])
         self.category_ids: tuple[int, ...] = tuple(int(c["id"]) for c in cats)
@@ -154,7 +155,11 @@ class LvisDetection(Dataset):
         self.images = list(data["images"])
         self.image_ids = [int(im["id"]) for im in self.images]
         if len(set(self.image_ids)) != len(self.image_ids):
-            raise ValueError(f"the json lists {len(self.image_ids) - len(set(self.image_ids))} duplicate image id(s)")
+            seen, twice = set(), []
+            for i in self.image_ids:
+                (twice.append(i) if i in seen else seen.add(i))
+            raise ValueError(f"{where} lists {len(twice)} duplicate image id(s): {sorted(set(twice))[:5]}; each image "
+                             "must appear once in 'images'")
         self.neg_category_ids = [list(im.get("neg_category_ids", [])) for im in self.images]
         self.not_exhaustive_category_ids = [list(im.get("not_exhaustive_category_ids", [])) for im in self.images]
         self._anns, self.skipped_degenerate = self._index_annotations(data["annotations"])
@@ -283,5 +288,12 @@ class LvisDetection(Dataset):
 def _read_json(path: Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"LVIS annotation file {path} does not exist")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); the file "
+                         "may be truncated: download or copy it again") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object with images, annotations and categories")
+    return data

@@ -133,7 +133,9 @@ def _resnet50_fpn(arch: str, num_classes: int, backbone_weights_path: str | None
 
 
 def _read_state(path: str) -> dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from ..engine.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)  # weights_only; a missing, damaged or unsafe file is a clear CheckpointError
     return state.get("model", state) if isinstance(state, dict) else state
 
 

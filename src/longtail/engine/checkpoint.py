@@ -8,6 +8,7 @@ then renamed over the target: a run killed mid-write leaves the previous checkpo
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,20 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, loaded with ``weights_only=True``; a missing, damaged or unsafe file
+    is a :class:`CheckpointError` that says which (torch's own message is not repeated: it suggests
+    ``weights_only=False``, which would run whatever code a malicious file holds)."""
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}: the file does not exist")
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path} is not a readable longtail checkpoint ({type(err).__name__}: {err}). "
-                              "If a run was killed, resume from the run directory: its last complete "
-                              "checkpoint is kept.") from err
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path} holds Python objects besides tensors and plain values, which longtail does not "
+                              "load (unpickling them can run arbitrary code). Use the checkpoint.pt / best.pt of a "
+                              "longtail run, or re-save the weights as a plain state dict from code you trust.") from None
+    except Exception as err:  # truncated zip, not a torch file, ...
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                              "the file is damaged or not a torch checkpoint (was it copied while being written?)") from None

@@ -45,7 +45,8 @@ def _torchvision_backbone(arch: str, in_channels: int, weights_path: str | None)
     else:
         net = torchvision.models.get_model(arch, weights=None)
     if weights_path is not None:  # pretrained weights from a local file (no hub downloads at run time)
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        from ..engine.checkpoint import load_checkpoint
+        state = load_checkpoint(weights_path)  # weights_only; clear errors for missing / damaged / unsafe files
         state = state.get("model", state) if isinstance(state, dict) else state
         missing, unexpected = net.load_state_dict(state, strict=False)
         ignored = {"fc.weight", "fc.bias"}
