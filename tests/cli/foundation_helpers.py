@@ -37,7 +37,7 @@ def read_metrics(run_dir: Path) -> dict:
 def without_timing(metrics: dict) -> str:
     """metrics.json minus what legitimately differs between two runs of the same config (wall times,
     the run name), as canonical JSON text so that NaN compares equal to NaN."""
-    out = {k: v for k, v in metrics.items() if k not in ("written_at", "name")}
+    out = {k: v for k, v in metrics.items() if k not in ("written_at", "name", "timing")}
     out["history"] = [{k: v for k, v in rec.items() if k not in ("seconds", "val_seconds")} for rec in metrics["history"]]
     return json.dumps(out, sort_keys=True)
 

@@ -282,6 +282,10 @@ def _run_all(suite: Suite, runs: list[Run], todo: list[Run], verbose: bool, afte
                 run.status, run.error = "failed", f"its stage-1 run {stage1.run_dir} did not finish"
                 console.print(f"{tag}: [red]skipped[/], {escape(run.error)}")
                 continue
+        run.status = check_existing(run)  # another process of the same suite may have trained it meanwhile
+        if run.status == "finished":
+            console.print(f"{tag}: finished meanwhile by another process")
+            continue
         console.print(f"{tag}: {'resuming' if run.status == 'partial' else 'running'} ...")
         t0 = time.perf_counter()
         try:

@@ -61,6 +61,16 @@ def run_dir_of(cfg: TrainConfig) -> Path:
 RUN_FILES = (CHECKPOINT, BEST, METRICS, "config.yaml", "per_class_accuracy.png", "sampling_probability.png", "tb")
 
 
+def process_age_seconds() -> float | None:
+    """Seconds since this process started (Linux /proc), None elsewhere."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def split_settings(cfg: TrainConfig) -> dict:
     """The settings that fix the data split, saved in best.pt so that a stage 2 started from the loose
     weights file can still check it trains on the same split."""
@@ -183,6 +193,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
             say(f"stage 2 from {stage2.source}: backbone frozen, {stage2.notes}")
 
         many, few = cfg.many_threshold, cfg.few_threshold
+        startup_seconds = process_age_seconds()  # start-up cost: interpreter, imports, data, model, run directory
         for epoch in range(start_epoch, cfg.epochs):
             seed_everything(cfg.seed, epoch + 1)
             sampler.set_epoch(epoch)
@@ -234,6 +245,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
             dist_utils.barrier()
 
         # Test the selected model (best on val) and the last one.
+        test_start = time.perf_counter()
         test_last = evaluate(model, test_loader, info.device, data.class_counts, many, few, memory_format=memory_format)
         if cfg.select_on == "val" and best["epoch"] != cfg.epochs:
             _unwrap(model).load_state_dict(load_checkpoint(run_dir / BEST)["model"])
@@ -241,6 +253,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
         else:
             test = test_last
         metrics = _metrics(cfg, data, history, best, finished=True, test=test, test_last=test_last)
+        metrics["timing"] = {"startup_seconds": startup_seconds, "test_seconds": time.perf_counter() - test_start}
         if stage2:
             metrics.update(stage2.metrics())
         if info.is_main:
