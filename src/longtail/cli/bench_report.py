@@ -57,16 +57,16 @@ def summarise(suite: "Suite", runs: list["Run"]) -> list[dict]:
     return rows
 
 
-def _cell(v: dict, best: bool) -> str:
+def _cell(v: dict, best: bool, seeds: int) -> str:
     if not math.isfinite(v["mean"]):
         return "-"
-    text = f"{v['mean']:.2f} ± {v['std']:.2f}"
+    text = f"{v['mean']:.2f} ± {v['std']:.2f}" if seeds > 1 else f"{v['mean']:.2f}"  # no spread from one seed
     return f"**{text}**" if best else text
 
 
 def markdown(suite: "Suite", rows: list[dict], finished: int, total: int) -> str:
     lines = [f"# {suite.title}", "",
-             f"Test accuracy (%), mean ± sample std over seeds; overall = mean per-class accuracy (the test set is "
+             f"Test accuracy (%), mean ± sample std over seeds (the mean alone for one seed); overall = mean per-class accuracy (the test set is "
              f"balanced, so it equals top-1). Best mean per column in bold. {finished}/{total} runs finished; "
              f"written {time.strftime('%Y-%m-%d %H:%M')} by `longtail bench {suite.path}`.", ""]
     for factor in suite.imbalance_factors:
@@ -83,7 +83,7 @@ def markdown(suite: "Suite", rows: list[dict], finished: int, total: int) -> str
         best = {t: max((r[t]["mean"] for r in part if math.isfinite(r[t]["mean"])), default=math.nan)
                 for _, t in TABLE_METRICS}
         for r in part:
-            cells = [_cell(r[t], r[t]["mean"] == best[t]) for _, t in TABLE_METRICS]
+            cells = [_cell(r[t], r[t]["mean"] == best[t], r["seeds"]) for _, t in TABLE_METRICS]
             lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {r['seeds']} |")
         lines.append("")
     return "\n".join(lines)
