@@ -162,7 +162,7 @@ class LvisDetection(Dataset):
                              "must appear once in 'images'")
         self.neg_category_ids = [list(im.get("neg_category_ids", [])) for im in self.images]
         self.not_exhaustive_category_ids = [list(im.get("not_exhaustive_category_ids", [])) for im in self.images]
-        self._anns, self.skipped_degenerate = self._index_annotations(data["annotations"])
+        self._anns, self.skipped_degenerate = self._index_annotations(data["annotations"], where)
         # unique labels per image, what repeat-factor sampling needs
         self.image_labels = [sorted({int(lab) for lab in a["labels"]}) for a in self._anns]
         self.stats = self._category_stats(cats, counts_from)
@@ -190,16 +190,16 @@ class LvisDetection(Dataset):
     def frequencies(self) -> list[str]:
         return list(self.stats.frequencies)
 
-    def _index_annotations(self, annotations: Sequence[Mapping[str, Any]]) -> tuple[list[dict], int]:
+    def _index_annotations(self, annotations: Sequence[Mapping[str, Any]], where: str) -> tuple[list[dict], int]:
         pos = {iid: k for k, iid in enumerate(self.image_ids)}
         unknown_cat = sorted({a["category_id"] for a in annotations if a["category_id"] not in self.cat_id_to_label})
         if unknown_cat:
             n = sum(a["category_id"] not in self.cat_id_to_label for a in annotations)
-            raise ValueError(f"{n} annotation(s) name {len(unknown_cat)} category id(s) missing from the json's "
+            raise ValueError(f"{where}: {n} annotation(s) name {len(unknown_cat)} category id(s) missing from its "
                              f"'categories': {unknown_cat[:10]}. Add those categories or drop the annotations.")
         unknown_img = sorted({a["image_id"] for a in annotations if a["image_id"] not in pos})
         if unknown_img:
-            raise ValueError(f"annotations refer to {len(unknown_img)} image id(s) missing from the json's "
+            raise ValueError(f"{where}: annotations refer to {len(unknown_img)} image id(s) missing from its "
                              f"'images': {unknown_img[:10]}")
         per_image: list[list] = [[] for _ in self.images]
         skipped: list[int] = []
