@@ -74,6 +74,11 @@ def load_cifar(root: Path, num_classes: int, train: bool, download: bool = False
     from .cifar_images import CLASSES, is_image_copy, load_cifar_images
 
     root = Path(root)
+    if not root.exists() and not download:
+        raise DatasetNotFoundError(
+            f"CIFAR-{num_classes} data_root {root} does not exist. Point data_root at torchvision's CIFAR folder, or at "
+            f"a tar or folder of train/<class>/*.jpg and test/<class>/*.jpg images (docs/datasets.md), or set "
+            "download=true on a machine with internet access.")
     if root.exists() and is_image_copy(root):
         split = load_cifar_images(root, num_classes)["train" if train else "test"]
         return split.images, split.labels, list(CLASSES[num_classes])
@@ -82,7 +87,7 @@ def load_cifar(root: Path, num_classes: int, train: bool, download: bool = False
         ds = cls(str(root), train=train, download=download)
     except Exception as err:
         raise DatasetNotFoundError(
-            f"CIFAR-{num_classes} is not in {root} ({err}). Point data_root at torchvision's CIFAR folder (with "
+            f"CIFAR-{num_classes} is not in {root} (torchvision: {str(err).split('.')[0]}). Point data_root at torchvision's CIFAR folder (with "
             f"cifar-{num_classes}-python.tar.gz extracted into it), at a tar or folder of train/<class>/*.jpg and "
             f"test/<class>/*.jpg images, or set download=true on a machine with internet access.") from err
     return torch.from_numpy(ds.data), torch.as_tensor(ds.targets, dtype=torch.int64), list(ds.classes)
