@@ -62,6 +62,15 @@ def test_subset_is_seeded_and_val_never_overlaps_train(stand_in):
         long_tailed_split(labels, counts, val_per_class=20, seed=1)
 
 
+def test_class_lists_are_torchvisions():
+    """torchvision's CIFAR classes are the batches' label order, which is alphabetical for both datasets."""
+    from longtail.data.cifar_images import CIFAR100_CLASSES
+
+    assert len(set(CIFAR10_CLASSES)) == 10 and list(CIFAR10_CLASSES) == sorted(CIFAR10_CLASSES)
+    assert len(set(CIFAR100_CLASSES)) == 100 and list(CIFAR100_CLASSES) == sorted(CIFAR100_CLASSES)
+    assert {"lobster", "man", "aquarium_fish", "worm"} <= set(CIFAR100_CLASSES)
+
+
 def test_folder_and_tar_give_the_same_arrays(tmp_path):
     tar_path = write_stand_in(tmp_path / "c.tar", per_class={"train": 3, "test": 2})
     with tarfile.open(tar_path) as tar:
@@ -141,6 +150,23 @@ def test_shipped_cifar10_posthoc_configs_load(config):
 
     cfg = load_config(PosthocConfig, REPO / config)
     assert cfg.method in ("logit_adjust", "tau_norm")
+
+
+@pytest.fixture(scope="module")
+def stand_in_100(tmp_path_factory) -> Path:
+    return write_stand_in(tmp_path_factory.mktemp("cifar100") / "cifar100.tar", num_classes=100, prefix="cifar100")
+
+
+@pytest.mark.parametrize("config", sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").glob("cifar100_lt/*.yaml")))
+def test_shipped_cifar100_configs_build_their_dataset(stand_in_100, config):
+    from longtail.cli import build
+    from longtail.cli.config import TrainConfig, load_config
+
+    cfg = load_config(TrainConfig, REPO / config, [f"data_root={stand_in_100}"])
+    data = build.build_data(cfg)
+    assert sum(data.class_counts) == {10: 19_573, 100: 10_847, 200: 9_502}[int(cfg.imbalance_factor)]
+    assert torch.equal(labels_from_pixels(data.train.images.permute(0, 2, 3, 1)), data.train.targets)
+    assert torch.bincount(data.val.targets, minlength=100)[0] == 0  # the head class keeps all 500
 
 
 def _single():
