@@ -10,7 +10,8 @@ import yaml
 from rich.table import Table
 
 from ..engine import distributed as dist_utils
-from ..engine import evaluate, load_checkpoint
+from ..engine import load_checkpoint, predict
+from ..evaluation import score_logits, write_prediction_reports
 from ..engine.checkpoint import CheckpointError
 from . import build
 from .config import TrainConfig, _check_keys
@@ -50,15 +51,20 @@ def run_eval(target: str | Path, *, split: str = "test", device: str = "auto", a
     model = build.build_model(cfg, data).to(info.device)
     model.load_state_dict(load_checkpoint(weights)["model"])
     loader = build.eval_loader(data.test if split == "test" else data.val, cfg, info)
-    metrics = evaluate(model, loader, info.device, data.class_counts, cfg.many_threshold, cfg.few_threshold)
+    logits, targets = predict(model, loader, info.device)
+    metrics = score_logits(logits, targets, data.class_counts, cfg.many_threshold, cfg.few_threshold)
+    if info.is_main:  # logits, confusion matrix, per-class precision / recall of the split, next to the run
+        written = write_prediction_reports(run_dir, logits, targets, data.class_names, prefix=split)
+        metrics["reports"] = [str(p) for p in written]
     if as_json:
         print(json.dumps(metrics, indent=2))
     else:
         table = Table(title=f"{run_dir.name} ({weights.name}) on {split}")
-        for col in ("top-1", "mean-class", "many", "medium", "few"):
+        for col in ("top-1", "mean-class", "many", "medium", "few", "top-5", "ECE"):
             table.add_column(col, justify="right")
-        table.add_row(*[_fmt(metrics[k]) for k in ("top1", "mean_class", "many", "medium", "few")])
+        table.add_row(*[_fmt(metrics[k]) for k in ("top1", "mean_class", "many", "medium", "few", "top5", "ece")])
         console.print(table)
+        console.print(f"logits, confusion matrix and per-class precision / recall -> {run_dir}/{split}_*")
     return metrics
 
 

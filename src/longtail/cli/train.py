@@ -24,9 +24,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..engine import distributed as dist_utils
-from ..engine import evaluate, load_checkpoint, save_checkpoint, train_one_epoch, warmup_cosine
+from ..engine import evaluate, load_checkpoint, predict, save_checkpoint, train_one_epoch, warmup_cosine
 from ..engine.checkpoint import CheckpointError
 from ..engine.run_dir import RunDirectory, RunDirError, RunDirInUseError
+from ..evaluation import score_logits, write_prediction_reports
 from ..evaluation.plots import plot_per_class_accuracy
 from . import build
 from .config import ConfigError, TrainConfig, to_dict
@@ -58,7 +59,8 @@ def run_dir_of(cfg: TrainConfig) -> Path:
     return Path(cfg.output_dir) / cfg.name
 
 
-RUN_FILES = (CHECKPOINT, BEST, METRICS, "config.yaml", "per_class_accuracy.png", "sampling_probability.png", "tb")
+RUN_FILES = (CHECKPOINT, BEST, METRICS, "config.yaml", "per_class_accuracy.png", "sampling_probability.png", "tb",
+             "test_logits.npz", "test_confusion_matrix.csv", "test_per_class.csv", "test_confusion_matrix.png")
 
 
 def process_age_seconds() -> float | None:
@@ -246,10 +248,12 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
 
         # Test the selected model (best on val) and the last one.
         test_start = time.perf_counter()
-        test_last = evaluate(model, test_loader, info.device, data.class_counts, many, few, memory_format=memory_format)
+        logits, targets = predict(model, test_loader, info.device, memory_format)
+        test_last = score_logits(logits, targets, data.class_counts, many, few)
         if cfg.select_on == "val" and best["epoch"] != cfg.epochs:
             _unwrap(model).load_state_dict(load_checkpoint(run_dir / BEST)["model"])
-            test = evaluate(model, test_loader, info.device, data.class_counts, many, few, memory_format=memory_format)
+            logits, targets = predict(model, test_loader, info.device, memory_format)
+            test = score_logits(logits, targets, data.class_counts, many, few)
         else:
             test = test_last
         metrics = _metrics(cfg, data, history, best, finished=True, test=test, test_last=test_last)
@@ -262,7 +266,9 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
                 stage2.save_plots(run_dir, data.class_counts)
             plot_per_class_accuracy({cfg.name: test["per_class"]}, data.class_counts, run_dir / "per_class_accuracy.png",
                                     title=f"{cfg.name}: per-class test accuracy", many=many, few=few)
-            for key in ("top1", "mean_class", "many", "medium", "few"):
+            # the selected model's test logits, confusion matrix and per-class precision / recall
+            write_prediction_reports(run_dir, logits, targets, data.class_names, prefix="test")
+            for key in ("top1", "mean_class", "many", "medium", "few", "top5", "ece"):
                 if math.isfinite(test[key]):
                     writer.add_scalar(f"test/{key}", test[key], cfg.epochs)
             writer.close()

@@ -134,15 +134,13 @@ def _interleave(shards: list[tuple[Tensor | None, Tensor]]) -> tuple[Tensor, Ten
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, train_counts, many: int = 100,
              few: int = 20, logit_adjustment: Tensor | None = None,
              memory_format: torch.memory_format = torch.contiguous_format) -> dict:
-    """Shot-group metrics (see :func:`longtail.evaluation.shot_accuracy`) of ``model`` on ``loader``.
-    ``logit_adjustment`` (C,), if given, is added to the logits before the argmax (post-hoc)."""
-    from ..evaluation import shot_accuracy
+    """Metrics of ``model`` on ``loader`` (see :func:`longtail.evaluation.score_logits`: shot-group
+    accuracy, top-5, ECE). ``logit_adjustment`` (C,), if given, is added to the logits (post-hoc)."""
+    from ..evaluation import score_logits
 
     logits, targets = predict(model, loader, device, memory_format)
     if logit_adjustment is not None:
         logits = logits + logit_adjustment.to(logits)
-    metrics = shot_accuracy(logits.argmax(1), targets, train_counts, many=many, few=few)
-    metrics["num_samples"] = int(targets.numel())
-    return metrics
+    return score_logits(logits, targets, train_counts, many=many, few=few)
 
 

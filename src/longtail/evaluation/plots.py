@@ -51,3 +51,25 @@ def plot_class_histogram(train_counts: Sequence[int], path: str | Path, title: s
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_confusion_matrix(confusion, class_names: Sequence[str], path: str | Path) -> Path:
+    """Row-normalised confusion matrix (each true class sums to 1), classes in label order."""
+    import numpy as np
+
+    conf = np.asarray(confusion, dtype=np.float64)
+    rows = conf / np.maximum(conf.sum(axis=1, keepdims=True), 1)
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(min(2 + 0.35 * n, 14), min(1.5 + 0.35 * n, 13)))
+    im = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    if n <= 30:
+        ax.set_xticks(range(n), class_names, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), class_names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
