@@ -21,3 +21,28 @@ def test_train_and_eval_write_the_same_logits(tmp_path, capsys):
     assert main(["eval", str(run), "--split", "val"]) == 0
     assert (run / "val_per_class.csv").is_file()
     assert "ECE" in capsys.readouterr().out
+
+
+def test_exported_model_gives_the_runs_logits(tmp_path):
+    """The TorchScript export and the plain state dict rebuild the run's test logits to 1e-5."""
+    import json
+
+    import torch
+
+    from longtail.cli import build
+    from longtail.cli.evaluate import load_run_config
+    from longtail.models import create_model
+
+    assert main(["train", *tiny_args(tmp_path, "run"), "--quiet"]) == 0
+    run = tmp_path / "run"
+    assert main(["export", str(run), "--out", str(tmp_path / "exported")]) == 0
+    card = json.loads((tmp_path / "exported" / "model.json").read_text())
+    assert card["num_classes"] == 6 and len(card["class_names"]) == 6 and card["input_shape"] == [1, 8, 8]
+    data = build.build_data(load_run_config(run))
+    images = torch.stack([data.test[i][0] for i in range(len(data.test))])
+    expected = torch.from_numpy(np.load(run / "test_logits.npz")["logits"])
+    scripted = torch.jit.load(str(tmp_path / "exported" / "model.torchscript.pt"))
+    torch.testing.assert_close(scripted(images), expected, atol=1e-5, rtol=0)
+    rebuilt = create_model(card["model"], card["num_classes"], card["in_channels"], **card["model_options"]).eval()
+    rebuilt.load_state_dict(torch.load(tmp_path / "exported" / "model_state.pt", weights_only=True))
+    torch.testing.assert_close(rebuilt(images), expected, atol=1e-5, rtol=0)

@@ -36,6 +36,9 @@ def _add_eval(sub) -> None:
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p = sub.add_parser("export", help="a run's model as a plain state dict, TorchScript and a JSON card")
+    p.add_argument("target", help="run directory (uses best.pt) or a .pt checkpoint inside one")
+    p.add_argument("--out", default=None, help="output folder (default: RUN/export)")
 
 
 def _add_data(sub) -> None:
@@ -166,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval":
             from .evaluate import run_eval
             run_eval(args.target, split=args.split, device=args.device, as_json=args.json)
+        elif args.command == "export":
+            from .export import run_export
+            run_export(args.target, args.out)
         elif args.command == "data":
             from .data import run_check, run_stats
             if args.data_command == "check":

@@ -24,6 +24,14 @@ STATS = {
 }
 
 
+def normalisation_of(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) the models of a registered dataset are trained with (inputs scaled to [0, 1] first)."""
+    family = ("cifar" if dataset.startswith("cifar") else "fashion_mnist" if dataset.startswith("fashion_mnist")
+              else "inaturalist" if dataset.startswith("inat") else "synthetic" if dataset.startswith("synthetic")
+              else "imagenet")
+    return STATS[family]
+
+
 def _to_float() -> list:
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
 

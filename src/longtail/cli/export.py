@@ -1,0 +1,36 @@
+"""`longtail export RUN [--out DIR]`: the run's selected weights as a plain state dict, a TorchScript
+module and a JSON card (architecture, class names and counts, input size, normalisation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..data.transforms import normalisation_of
+from ..engine import load_checkpoint
+from ..models.export import export_classifier
+from . import build
+from .evaluate import load_run_config, locate
+from .output import make_console
+
+console = make_console()
+
+
+def run_export(target: str | Path, out: str | Path | None = None) -> dict[str, Path]:
+    run_dir, weights = locate(target)
+    cfg = load_run_config(run_dir)
+    data = build.build_data(cfg)
+    model = build.build_model(cfg, data)
+    model.load_state_dict(load_checkpoint(weights)["model"])
+    example = torch.stack([data.test[i][0] for i in range(min(2, len(data.test)))])
+    mean, std = normalisation_of(cfg.dataset)
+    card = {"run": str(run_dir), "weights": weights.name, "dataset": cfg.dataset, "model": cfg.model,
+            "model_options": cfg.model_options, "head": cfg.head, "loss": cfg.loss, "sampler": cfg.sampler,
+            "num_classes": data.num_classes, "in_channels": data.in_channels, "class_names": data.class_names,
+            "class_counts": data.class_counts, "normalise": {"scale": "uint8 / 255", "mean": list(mean), "std": list(std)},
+            "output": "plain logits (no training-time prior correction); softmax for probabilities"}
+    paths = export_classifier(model, Path(out) if out else run_dir / "export", card=card, example=example)
+    for kind, path in paths.items():
+        console.print(f"{kind:<12} -> {path}")
+    return paths
