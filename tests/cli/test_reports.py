@@ -46,3 +46,40 @@ def test_exported_model_gives_the_runs_logits(tmp_path):
     rebuilt = create_model(card["model"], card["num_classes"], card["in_channels"], **card["model_options"]).eval()
     rebuilt.load_state_dict(torch.load(tmp_path / "exported" / "model_state.pt", weights_only=True))
     torch.testing.assert_close(rebuilt(images), expected, atol=1e-5, rtol=0)
+
+
+def test_predict_on_image_files_matches_eval_and_reports_unreadable_ones(tmp_path, capsys):
+    """The run's test images written to PNG and predicted give the run's test logits; a corrupt file is
+    named in the output and in unreadable.txt, and the other images are still predicted."""
+    import csv
+
+    import torch
+    from PIL import Image
+
+    from longtail.cli import build
+    from longtail.cli.evaluate import load_run_config
+
+    assert main(["train", *tiny_args(tmp_path, "run"), "--quiet"]) == 0
+    run = tmp_path / "run"
+    data = build.build_data(load_run_config(run))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(len(data.test)):
+        Image.fromarray(data.test.images[i, 0].numpy(), mode="L").save(folder / f"{i:03d}.png")
+    (folder / "050_broken.png").write_bytes(b"not an image")
+    assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "pred"), "--top-k", "3"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "050_broken.png" in out and "1 unreadable" in out
+    assert "050_broken.png" in (tmp_path / "pred" / "unreadable.txt").read_text()
+    saved = np.load(tmp_path / "pred" / "logits.npz")
+    expected = np.load(run / "test_logits.npz")["logits"]
+    assert len(saved["paths"]) == len(data.test)
+    np.testing.assert_allclose(saved["logits"], expected, atol=1e-5)
+    rows = list(csv.DictReader(open(tmp_path / "pred" / "predictions.csv")))
+    assert len(rows) == len(data.test) and rows[0]["name1"] == data.class_names[int(expected[0].argmax())]
+    assert abs(sum(float(rows[0][f"prob{r}"]) for r in (1, 2, 3)) - torch.tensor(expected[0]).softmax(0).topk(3).values.sum().item()) < 1e-5
+    # a test-time prior shifts the logits by log pi
+    assert main(["predict", str(run), str(folder / "000.png"), "--out", str(tmp_path / "p2"), "--prior", "train"]) == 0
+    counts = torch.tensor(data.class_counts, dtype=torch.float64)
+    shifted = np.load(tmp_path / "p2" / "logits.npz")["logits"][0]
+    np.testing.assert_allclose(shifted, expected[0] + torch.log(counts / counts.sum()).numpy(), atol=1e-5)

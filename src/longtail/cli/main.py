@@ -36,6 +36,16 @@ def _add_eval(sub) -> None:
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p = sub.add_parser("predict", help="apply a run to new images: top-k CSV, logits, unreadable files reported")
+    p.add_argument("target", help="run directory (uses best.pt) or a .pt checkpoint inside one")
+    p.add_argument("inputs", nargs="+", help="image files, folders (recursive) or split lists (path [label] lines)")
+    p.add_argument("--out", default=None, help="output folder (default: RUN/predictions)")
+    p.add_argument("--root", default=None, help="folder the split lists' paths are relative to (default: the list's)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--prior", default="uniform", help="test-time class prior added as log pi: uniform (default), "
+                   "train (the training counts) or a JSON file of C weights")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
     p = sub.add_parser("export", help="a run's model as a plain state dict, TorchScript and a JSON card")
     p.add_argument("target", help="run directory (uses best.pt) or a .pt checkpoint inside one")
     p.add_argument("--out", default=None, help="output folder (default: RUN/export)")
@@ -169,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval":
             from .evaluate import run_eval
             run_eval(args.target, split=args.split, device=args.device, as_json=args.json)
+        elif args.command == "predict":
+            from .predict import run_predict
+            run_predict(args.target, args.inputs, out=args.out, root=args.root, top_k=args.top_k, prior=args.prior,
+                        batch_size=args.batch_size, device=args.device)
         elif args.command == "export":
             from .export import run_export
             run_export(args.target, args.out)

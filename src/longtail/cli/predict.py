@@ -1,0 +1,191 @@
+"""`longtail predict RUN INPUT...`: apply a trained run to new images.
+
+INPUT: image files, folders (searched recursively for .jpg/.jpeg/.png/.bmp/.webp) or split lists
+(``relative/path [label]`` per line, paths relative to ``--root``). Each image gets the run's test-time
+preprocessing (converted to the run's channels and, for the in-memory datasets, resized to their image
+size when it differs). Writes ``predictions.csv`` (path, top-k classes with names and probabilities),
+``logits.npz`` (paths, logits) and, if any image could not be read, ``unreadable.txt``; unreadable
+images are reported by name and skipped, never silently dropped.
+
+Test-time prior: the model's logits estimate p(y|x) under the training objective's prior (uniform for
+Balanced Softmax / logit adjustment / decoupled heads; the training prior for plain CE). ``--prior``
+adds log pi to the logits before the softmax (logit adjustment, Menon et al. 2021): ``uniform`` (default,
+nothing added), ``train`` (the training class counts) or a JSON file with C non-negative weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+
+from ..data import ArrayImageDataset
+from ..engine import distributed as dist_utils
+from ..engine import load_checkpoint
+from ..samplers import SequentialShardSampler
+from . import build
+from .config import ConfigError
+from .evaluate import load_run_config, locate
+from .output import make_console
+
+console = make_console(soft_wrap=True)  # no hard wraps inside paths
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def collect_inputs(inputs: Sequence[str], root: str | None = None) -> list[Path]:
+    """Image paths from files, folders (recursive, sorted) and split lists, in the order given."""
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            paths += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.suffix.lower() == ".txt" and path.is_file():
+            base = Path(root) if root else path.parent
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    parts = line.strip().rsplit(maxsplit=1)
+                    rel = parts[0] if len(parts) == 2 and parts[1].lstrip("-").isdigit() else line.strip()
+                    paths.append(base / rel)
+        elif path.exists():
+            paths.append(path)
+        else:
+            raise ConfigError(f"{item} does not exist (give image files, folders or split lists)")
+    if not paths:
+        raise ConfigError(f"no image found in {list(inputs)} (extensions: {', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+class ImageFiles(Dataset):
+    """Items (image tensor or None, index); None marks an unreadable file (its error is kept)."""
+
+    def __init__(self, paths: list[Path], preprocess) -> None:
+        self.paths, self.preprocess = paths, preprocess
+        self.errors: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            with Image.open(self.paths[index]) as image:
+                return self.preprocess(image), index
+        except (OSError, UnidentifiedImageError, ValueError) as err:
+            return None, f"{index}\t{type(err).__name__}: {err}"
+
+
+def _collate(items):
+    images = [x for x, _ in items if x is not None]
+    indices = [i for x, i in items if x is not None]
+    failures = [i for x, i in items if x is None]
+    return (torch.stack(images) if images else None), torch.tensor(indices, dtype=torch.long), failures
+
+
+def make_preprocess(data, in_channels: int):
+    """PIL image -> the tensor the run's test transform gives for its own test images."""
+    from torchvision.transforms.v2 import functional as F
+    from torchvision import tv_tensors
+
+    test = data.test
+    mode = "L" if in_channels == 1 else "RGB"
+    if isinstance(test, ArrayImageDataset):  # in-memory datasets: uint8 (C, H, W) at the dataset's size
+        size = data.image_size
+
+        def preprocess(image: Image.Image) -> torch.Tensor:
+            image = image.convert(mode)
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.BILINEAR)
+            pixels = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))
+            pixels = pixels[None] if pixels.ndim == 2 else pixels.permute(2, 0, 1)
+            if getattr(test.transform, "batched", False):
+                return test.transform(pixels[None])[0]
+            return test.transform(tv_tensors.Image(pixels))
+        return preprocess
+    return lambda image: test.transform(image.convert(mode))  # file-based datasets transform PIL images
+
+
+def prior_log(prior: str, counts: list[int]) -> torch.Tensor | None:
+    if prior == "uniform":
+        return None
+    if prior == "train":
+        weights = torch.tensor(counts, dtype=torch.float64)
+    else:
+        path = Path(prior)
+        if not path.is_file():
+            raise ConfigError(f"--prior must be uniform, train or a JSON file of class weights; {prior} is none of them")
+        weights = torch.tensor(json.loads(path.read_text()), dtype=torch.float64)
+    if weights.shape != (len(counts),) or (weights < 0).any() or weights.sum() <= 0:
+        raise ConfigError(f"--prior needs {len(counts)} non-negative class weights with a positive sum")
+    return torch.log(weights / weights.sum()).float()
+
+
+def run_predict(target: str | Path, inputs: Sequence[str], *, out: str | Path | None = None, root: str | None = None,
+                top_k: int = 5, prior: str = "uniform", batch_size: int = 256, device: str = "auto") -> dict:
+    run_dir, weights = locate(target)
+    cfg = load_run_config(run_dir)
+    info = dist_utils.setup(device)
+    data = build.build_data(cfg)
+    model = build.build_model(cfg, data).to(info.device)
+    model.load_state_dict(load_checkpoint(weights)["model"])
+    paths = collect_inputs(inputs, root)
+    dataset = ImageFiles(paths, make_preprocess(data, data.in_channels))
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=_collate, num_workers=cfg.num_workers,
+                        sampler=SequentialShardSampler(len(dataset), num_replicas=info.world_size, rank=info.rank))
+    logits, indices, failures = _predict_readable(model, loader, info)
+    shift = prior_log(prior, data.class_counts)
+    if shift is not None:
+        logits = logits + shift
+    k = min(top_k, logits.shape[1])
+    probs = logits.softmax(dim=1)
+    top_p, top_c = probs.topk(k, dim=1)
+    out_dir = Path(out) if out else run_dir / "predictions"
+    result = {"predictions": out_dir / "predictions.csv", "logits": out_dir / "logits.npz", "unreadable": failures}
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        order = indices.tolist()
+        with open(result["predictions"], "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["path"] + [f"{what}{r + 1}" for r in range(k) for what in ("class", "name", "prob")])
+            for row, i in enumerate(order):
+                cells = []
+                for c, p in zip(top_c[row].tolist(), top_p[row].tolist()):
+                    cells += [c, data.class_names[c], f"{p:.6f}"]
+                writer.writerow([str(paths[i])] + cells)
+        np.savez_compressed(result["logits"], paths=np.array([str(paths[i]) for i in order]),
+                            logits=logits.numpy(), prior=prior)
+        if failures:
+            lines = [f"{paths[int(f.split(chr(9))[0])]}\t{f.split(chr(9), 1)[1]}" for f in failures]
+            (out_dir / "unreadable.txt").write_text("\n".join(lines) + "\n")
+            for line in lines[:10]:
+                console.print(f"[yellow]unreadable, skipped:[/] {line}")
+        console.print(f"{len(order)} image(s) predicted, {len(failures)} unreadable -> {result['predictions']}, "
+                      f"{result['logits']}" + (f", {out_dir / 'unreadable.txt'}" if failures else ""))
+    return result
+
+
+@torch.no_grad()
+def _predict_readable(model: torch.nn.Module, loader: DataLoader, info) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Logits and input indices of the readable images, sorted by index (every rank's shard gathered
+    under torchrun: shards differ in length once unreadable images are skipped), and the failures."""
+    model.eval()
+    outs, idxs, failures = [], [], []
+    for images, indices, failed in loader:
+        failures += failed
+        if images is not None:
+            outs.append(model(images.to(info.device)).float().cpu())
+            idxs.append(indices)
+    num_classes = model.num_classes
+    logits = torch.cat(outs) if outs else torch.empty(0, num_classes)
+    indices = torch.cat(idxs) if idxs else torch.empty(0, dtype=torch.long)
+    if info.distributed:
+        parts = dist_utils.all_gather_objects((logits, indices, failures))
+        logits, indices = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        failures = [f for p in parts for f in p[2]]
+    order = indices.argsort()
+    return logits[order], indices[order], failures
