@@ -17,8 +17,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # (metrics.json test key, column title); "overall" is the mean per-class accuracy (= top-1 on a
 # balanced test set), the number the literature reports
-METRICS = (("mean_class", "overall"), ("many", "many"), ("medium", "medium"), ("few", "few"), ("top1", "top-1"))
-TABLE_METRICS = METRICS[:4]
+METRICS = (("mean_class", "overall"), ("many", "many"), ("medium", "medium"), ("few", "few"), ("top1", "top-1"),
+           ("ece", "ECE"))
+ACCURACY_METRICS = METRICS[:4]
+TABLE_METRICS = ACCURACY_METRICS + (METRICS[5],)  # + the expected calibration error (lower is better)
+LOWER_IS_BETTER = ("ECE",)
 
 
 def pct(x: float) -> str:
@@ -43,7 +46,7 @@ def summarise(suite: "Suite", runs: list["Run"]) -> list[dict]:
             row = {"imbalance_factor": factor, "method": m.name, "label": m.label, "seeds": len(results),
                    "seed_list": [r.seed for r in done]}
             for key, title in METRICS:
-                mean, std = _mean_std([100 * res["test"][key] for res in results])
+                mean, std = _mean_std([100 * res["test"].get(key, math.nan) for res in results])  # runs before ECE: -
                 row[title] = {"mean": mean, "std": std}
             if results:
                 per_class = [res["test"]["per_class"] for res in results]
@@ -66,7 +69,8 @@ def _cell(v: dict, best: bool, seeds: int) -> str:
 
 def markdown(suite: "Suite", rows: list[dict], finished: int, total: int) -> str:
     lines = [f"# {suite.title}", "",
-             f"Test accuracy (%), mean ± sample std over seeds (the mean alone for one seed); overall = mean per-class accuracy (the test set is "
+             f"Test accuracy (%), mean ± sample std over seeds (the mean alone for one seed); ECE: expected calibration "
+             f"error (%, 15 bins, lower is better; - for runs made before longtail measured it); overall = mean per-class accuracy (the test set is "
              f"balanced, so it equals top-1). Best mean per column in bold. {finished}/{total} runs finished; "
              f"written {time.strftime('%Y-%m-%d %H:%M')} by `longtail bench {suite.path}`.", ""]
     for factor in suite.imbalance_factors:
@@ -80,7 +84,8 @@ def markdown(suite: "Suite", rows: list[dict], finished: int, total: int) -> str
         lines += [f"## Imbalance factor {factor:g}{about}", "",
                   "| method | " + " | ".join(t for _, t in TABLE_METRICS) + " | seeds |",
                   "|---|" + "---|" * (len(TABLE_METRICS) + 1)]
-        best = {t: max((r[t]["mean"] for r in part if math.isfinite(r[t]["mean"])), default=math.nan)
+        best = {t: (min if t in LOWER_IS_BETTER else max)((r[t]["mean"] for r in part if math.isfinite(r[t]["mean"])),
+                                                         default=math.nan)
                 for _, t in TABLE_METRICS}
         for r in part:
             cells = [_cell(r[t], r[t]["mean"] == best[t], r["seeds"]) for _, t in TABLE_METRICS]
@@ -146,10 +151,10 @@ def plot_bars(rows: list[dict], path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    width = 0.8 / len(TABLE_METRICS)
+    width = 0.8 / len(ACCURACY_METRICS)
     fig, ax = plt.subplots(figsize=(max(7.0, 0.8 * len(rows) + 2), 4.2))
-    for i, (_, title_m) in enumerate(TABLE_METRICS):
-        xs = [j + (i - (len(TABLE_METRICS) - 1) / 2) * width for j in range(len(rows))]
+    for i, (_, title_m) in enumerate(ACCURACY_METRICS):
+        xs = [j + (i - (len(ACCURACY_METRICS) - 1) / 2) * width for j in range(len(rows))]
         ax.bar(xs, [r[title_m]["mean"] for r in rows], width, yerr=[r[title_m]["std"] for r in rows], capsize=2,
                label=title_m)
     ax.set_xticks(range(len(rows)))
@@ -158,7 +163,7 @@ def plot_bars(rows: list[dict], path: Path, title: str) -> Path:
     ax.set_ylim(0, 100)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(ncol=len(TABLE_METRICS), fontsize=8, loc="upper right")
+    ax.legend(ncol=len(ACCURACY_METRICS), fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -166,29 +171,37 @@ def plot_bars(rows: list[dict], path: Path, title: str) -> Path:
 
 
 def plot_per_class(rows: list[dict], path: Path, title: str, many: int = 100, few: int = 20) -> Path:
-    """Per-class test accuracy (mean over seeds) against training count (log), one line per method;
-    colours from tab20 and alternating markers keep a dozen methods apart."""
+    """Heatmap of per-class test accuracy (mean over seeds): one row per method, one column per class,
+    classes ordered from the most to the fewest training images, the many / medium / few boundaries
+    drawn; stays readable with 16 methods where overlapping lines do not."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     counts = rows[0]["class_counts"]
     order = sorted(range(len(counts)), key=lambda c: -counts[c])
-    xs = [counts[c] for c in order]
-    colours, markers = plt.get_cmap("tab20").colors, "osD^v<>px*"
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for i, r in enumerate(rows):
-        ax.plot(xs, [100 * r["per_class"][c] for c in order], color=colours[i % 20], marker=markers[i % len(markers)],
-                markersize=4, linewidth=1.2, label=r["label"])
-    for boundary in (many, few):
-        ax.axvline(boundary, color="grey", linestyle=":", linewidth=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("training images of the class (log); dotted: few < 20 <= medium <= 100 < many")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{title}: per-class test accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    grid = np.array([[100 * r["per_class"][c] for c in order] for r in rows], dtype=float)
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.5 + 0.45 * len(order)), 1.2 + 0.32 * len(rows)))
+    im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    for i in range(len(rows)):
+        if len(order) <= 30:
+            for j in range(len(order)):
+                if np.isfinite(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                            color="white" if grid[i, j] < 60 else "black")
+    sorted_counts = [counts[c] for c in order]
+    for boundary in (many, few - 0.5):  # first column at or below the boundary
+        k = next((j for j, n in enumerate(sorted_counts) if n <= boundary), None)
+        if k:
+            ax.axvline(k - 0.5, color="white", linewidth=2)
+    ax.set_yticks(range(len(rows)), [r["label"] for r in rows], fontsize=7)
+    if len(order) <= 30:
+        ax.set_xticks(range(len(order)), [str(n) for n in sorted_counts], rotation=90, fontsize=7)
+    ax.set_xlabel(f"classes by training images (many > {many} | medium | few < {few}, white lines)")
+    ax.set_title(f"{title}\nper-class test accuracy (%)", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
