@@ -98,8 +98,37 @@ def train_loader(dataset, sampler, cfg: TrainConfig, dist: DistInfo) -> DataLoad
                       persistent_workers=cfg.persistent_workers and cfg.num_workers > 0)
 
 
-def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def build_optimizer(cfg: TrainConfig, trained: torch.nn.Module, *, stage2: bool = False) -> torch.optim.Optimizer:
+    """SGD (momentum, nesterov) or AdamW over the trainable parameters of ``trained``. With
+    ``backbone_lr`` / ``backbone_weight_decay`` a model's backbone gets its own parameter group (the
+    fine-tuning recipes of Places-LT / ImageNet-LT: small backbone lr, large classifier lr); the head's
+    group comes first, so ``param_groups[0]["lr"]`` is ``lr``."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer must be one of {list(OPTIMIZERS)}, got {cfg.optimizer!r}")
+    if cfg.optimizer != "sgd" and cfg.sampler == "meta":
+        raise ConfigError("the Meta Sampler's look-ahead replicates an SGD step (Ren et al. 2020, Eq. 9); "
+                          f"optimizer: {cfg.optimizer} cannot be mirrored: use optimizer: sgd with sampler: meta")
+    split = cfg.backbone_lr is not None or cfg.backbone_weight_decay is not None
+    if split and stage2:
+        raise ConfigError("backbone_lr / backbone_weight_decay are set, but stage 2 (init_from) freezes the backbone; "
+                          "remove them")
+    if split and not (hasattr(trained, "backbone") and hasattr(trained, "head")):
+        raise ConfigError("backbone_lr / backbone_weight_decay need a model with a backbone and a head")
+    if split:
+        head = [p for p in trained.head.parameters() if p.requires_grad]
+        backbone = [p for p in trained.backbone.parameters() if p.requires_grad]
+        groups = [{"params": head, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+                  {"params": backbone, "lr": cfg.backbone_lr if cfg.backbone_lr is not None else cfg.lr,
+                   "weight_decay": cfg.backbone_weight_decay if cfg.backbone_weight_decay is not None
+                   else cfg.weight_decay}]
+    else:
+        groups = [{"params": list(trained.parameters())}]  # frozen ones get no gradient, so no step
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                            nesterov=cfg.nesterov)
 
 

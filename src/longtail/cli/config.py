@@ -51,10 +51,13 @@ class TrainConfig:
     # --- optimisation ---
     epochs: int = 30
     batch_size: int = 128  # per process
+    optimizer: str = "sgd"  # sgd | adamw (momentum / nesterov apply to sgd)
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
     nesterov: bool = False
+    backbone_lr: Optional[float] = None  # a separate lr for the backbone (fine-tuning: small backbone, large head lr)
+    backbone_weight_decay: Optional[float] = None  # a separate weight decay for the backbone
     warmup_epochs: float = 0.0
     warmup_start_factor: float = 0.5
     max_grad_norm: Optional[float] = None

@@ -153,7 +153,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
     if stage2 and stage2.val_loader is not None:  # cached val features: evaluate the head on them
         val_model, val_loader = stage2.head, stage2.val_loader
     test_loader = build.eval_loader(data.test, cfg, info)
-    optimizer = build.build_optimizer(cfg, trained.parameters())
+    optimizer = build.build_optimizer(cfg, trained, stage2=stage2 is not None)
     step_hook = stage2.make_step_hook(optimizer, loss_fn) if stage2 else None  # Meta Sampler's bilevel step
     steps_per_epoch = len(loader)
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch),
