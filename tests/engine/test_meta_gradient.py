@@ -36,6 +36,30 @@ def test_lookahead_equals_a_real_sgd_step(momentum, nesterov, dampening):
             assert torch.allclose(predicted[name], p.detach(), atol=1e-14), name
 
 
+def test_lookahead_equals_a_real_sgd_step_with_several_parameter_groups():
+    """Each parameter follows its own group's lr, momentum, nesterov, dampening and weight decay."""
+    from longtail.engine.meta import sgd_lookahead_of
+
+    torch.manual_seed(1)
+    head = nn.Linear(D, C).double()
+    opt = torch.optim.SGD([{"params": [head.weight], "lr": 0.3, "momentum": 0.9, "weight_decay": 0.01},
+                           {"params": [head.bias], "lr": 0.05, "momentum": 0.5, "nesterov": True, "weight_decay": 0.0},
+                           ], lr=1.0)
+    x, y = torch.randn(B, D, dtype=torch.float64), torch.randint(C, (B,))
+    for _ in range(3):
+        params = dict(head.named_parameters())
+        grads = torch.autograd.grad(nn.functional.cross_entropy(head(x), y), list(params.values()))
+        predicted = sgd_lookahead({k: v.detach() for k, v in params.items()}, dict(zip(params, grads)),
+                                  **sgd_hyperparameters(opt, params))
+        ahead = sgd_lookahead_of(opt, list(params.values()), list(grads))
+        opt.zero_grad()
+        nn.functional.cross_entropy(head(x), y).backward()
+        opt.step()
+        for (name, p), other in zip(head.named_parameters(), ahead):
+            assert torch.allclose(predicted[name], p.detach(), atol=1e-14), name
+            assert torch.allclose(other, p.detach(), atol=1e-14), name
+
+
 def _problem(seed=0):
     g = torch.Generator().manual_seed(seed)
     head = nn.Linear(D, C).double()

@@ -30,39 +30,60 @@ from . import distributed as dist_utils
 PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
 
 
+SGD_SETTINGS = ("lr", "momentum", "weight_decay", "dampening", "nesterov")
+
+
 def sgd_lookahead(params: Mapping[str, Tensor], grads: Mapping[str, Tensor], *, lr: float, momentum: float = 0.0,
                   weight_decay: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
-                  momentum_buffers: Mapping[str, Tensor | None] | None = None) -> dict[str, Tensor]:
+                  momentum_buffers: Mapping[str, Tensor | None] | None = None,
+                  groups: Mapping[str, Mapping[str, float | bool]] | None = None) -> dict[str, Tensor]:
     """The parameters after one ``torch.optim.SGD`` step, differentiable in ``grads``.
 
     d = g + wd p;  b = mu b_old + (1 - dampening) d  (b = d on the first step);
     d = d + mu b if nesterov else b;  p' = p - lr d.
+
+    ``groups``: per parameter name, the settings of its parameter group (lr, momentum, weight_decay,
+    dampening, nesterov), overriding the scalar arguments: an optimiser with several groups.
     """
     out = {}
     for name, p in params.items():
-        d = grads[name] + weight_decay * p if weight_decay else grads[name]
-        if momentum:
+        h = groups[name] if groups is not None else dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                                         dampening=dampening, nesterov=nesterov)
+        d = grads[name] + h["weight_decay"] * p if h["weight_decay"] else grads[name]
+        if h["momentum"]:
             old = (momentum_buffers or {}).get(name)
-            buf = d if old is None else momentum * old.detach() + (1 - dampening) * d
-            d = d + momentum * buf if nesterov else buf
-        out[name] = p - lr * d
+            buf = d if old is None else h["momentum"] * old.detach() + (1 - h["dampening"]) * d
+            d = d + h["momentum"] * buf if h["nesterov"] else buf
+        out[name] = p - h["lr"] * d
     return out
 
 
 def sgd_hyperparameters(optimizer: torch.optim.Optimizer, params: Mapping[str, Tensor]) -> dict:
-    """lr, momentum, weight decay, dampening, nesterov and the momentum buffers of the real
-    optimiser (one SGD parameter group), for :func:`sgd_lookahead`."""
-    if not isinstance(optimizer, torch.optim.SGD) or len(optimizer.param_groups) != 1:
-        raise TypeError("the Meta Sampler's look-ahead replicates torch.optim.SGD with one parameter group; "
-                        f"got {type(optimizer).__name__} with {len(optimizer.param_groups)} group(s)")
-    group = optimizer.param_groups[0]
+    """The settings (lr, momentum, weight decay, dampening, nesterov) and momentum buffers of the real
+    optimiser, for :func:`sgd_lookahead`: scalars for one parameter group, per-parameter ``groups``
+    for several. Only ``torch.optim.SGD`` can be mirrored; other optimisers are a TypeError."""
+    if not isinstance(optimizer, torch.optim.SGD):
+        raise TypeError("the Meta Sampler's look-ahead replicates torch.optim.SGD (any number of parameter groups); "
+                        f"got {type(optimizer).__name__}, whose step it cannot mirror")
+    for group in optimizer.param_groups:
+        if group.get("maximize") or group.get("differentiable"):
+            raise TypeError("the look-ahead mirrors plain SGD minimisation; maximize / differentiable are not supported")
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    missing = [name for name, p in params.items() if id(p) not in group_of]
+    if missing:
+        raise ValueError(f"parameters {missing[:5]} are not in the optimiser: the look-ahead would not match its step")
     buffers = {name: optimizer.state.get(p, {}).get("momentum_buffer") for name, p in params.items()}
-    return dict(lr=float(group["lr"]), momentum=group["momentum"], weight_decay=group["weight_decay"],
-                dampening=group["dampening"], nesterov=group["nesterov"], momentum_buffers=buffers)
+    settings = {name: {k: (float(group_of[id(p)][k]) if k == "lr" else group_of[id(p)][k]) for k in SGD_SETTINGS}
+                for name, p in params.items()}
+    first = next(iter(settings.values()), {k: 0.0 for k in SGD_SETTINGS})
+    out = dict(first, momentum_buffers=buffers)
+    if len(optimizer.param_groups) > 1:
+        out["groups"] = settings
+    return out
 
 
 def sgd_lookahead_of(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], grads: Sequence[Tensor]) -> list[Tensor]:
-    """``params`` after the next step of the real ``optimizer`` (torch.optim.SGD, one parameter group)
+    """``params`` after the next step of the real ``optimizer`` (torch.optim.SGD, any parameter groups)
     with gradients ``grads``, differentiable in ``grads`` only (the parameters enter as constants)."""
     named = {str(k): p for k, p in enumerate(params)}
     ahead = sgd_lookahead({k: p.detach() for k, p in named.items()}, dict(zip(named, grads)),
@@ -73,7 +94,8 @@ def sgd_lookahead_of(optimizer: torch.optim.Optimizer, params: Sequence[Tensor],
 def meta_gradient(head: nn.Module, features: Tensor, targets: Tensor, sample_weights: Tensor, meta_features: Tensor,
                   meta_targets: Tensor, *, inner_loss: PerSampleLoss, wrt: Sequence[Tensor], lr: float,
                   momentum: float = 0.0, weight_decay: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
-                  momentum_buffers: Mapping[str, Tensor | None] | None = None) -> tuple[list[Tensor], Tensor]:
+                  momentum_buffers: Mapping[str, Tensor | None] | None = None,
+                  groups: Mapping[str, Mapping[str, float | bool]] | None = None) -> tuple[list[Tensor], Tensor]:
     """d(meta loss)/d(wrt) through a one-step look-ahead of ``head`` (Eq. 9-10 of the paper).
 
     Args:
@@ -83,7 +105,7 @@ def meta_gradient(head: nn.Module, features: Tensor, targets: Tensor, sample_wei
         meta_features, meta_targets: (M, D), (M,) class-balanced meta batch.
         inner_loss: per-sample training loss, (B, C), (B,) -> (B,) (Balanced Softmax in BALMS).
         wrt: the tensors to differentiate (the sampler logits).
-        lr ... momentum_buffers: those of the real SGD step (see :func:`sgd_hyperparameters`).
+        lr ... momentum_buffers, groups: those of the real SGD step (see :func:`sgd_hyperparameters`).
 
     Returns the gradients (one per ``wrt``) and the meta loss (averaged over ranks).
     """
@@ -93,7 +115,7 @@ def meta_gradient(head: nn.Module, features: Tensor, targets: Tensor, sample_wei
     grads = torch.autograd.grad(inner, list(params.values()), create_graph=True)
     grads = [dist_utils.rank_mean_local_graph(g) for g in grads]  # the real update uses the rank mean
     stepped = sgd_lookahead(params, dict(zip(params, grads)), lr=lr, momentum=momentum, weight_decay=weight_decay,
-                            dampening=dampening, nesterov=nesterov, momentum_buffers=momentum_buffers)
+                            dampening=dampening, nesterov=nesterov, momentum_buffers=momentum_buffers, groups=groups)
     meta_loss = F.cross_entropy(functional_call(head, stepped, (meta_features,)), meta_targets)
     return meta_gradient_over_ranks(meta_loss, list(stepped.values()), wrt)
 
