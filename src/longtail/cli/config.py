@@ -30,6 +30,7 @@ class TrainConfig:
     persistent_workers: bool = False  # keep loader workers across epochs (GPU speed; resume is then not bit-exact)
     threads: Optional[int] = None  # torch intra-op threads (default: torch's choice, recorded in metrics.json)
     channels_last: bool = False  # model and batches in channels_last memory format (faster convolutions on CPU)
+    amp: Optional[str] = None  # mixed precision: bf16 | fp16 (with a GradScaler); null = float32
     # --- data ---
     dataset: str = "fashion_mnist_lt"
     data_root: Optional[str] = None  # default: $LONGTAIL_DATA or ./data

@@ -63,6 +63,17 @@ RUN_FILES = (CHECKPOINT, BEST, METRICS, "config.yaml", "per_class_accuracy.png",
              "test_logits.npz", "test_confusion_matrix.csv", "test_per_class.csv", "test_confusion_matrix.png")
 
 
+AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def amp_dtype(name: str | None) -> torch.dtype | None:
+    if name is None:
+        return None
+    if name not in AMP:
+        raise ConfigError(f"amp must be bf16, fp16 or null (float32), got {name!r}")
+    return AMP[name]
+
+
 def process_age_seconds() -> float | None:
     """Seconds since this process started (Linux /proc), None elsewhere."""
     try:
@@ -139,6 +150,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
     if len(data.val) == 0:  # every epoch is validated, and select_on=val picks the model on it
         raise ConfigError(f"{cfg.dataset} has an empty validation split; set val_per_class >= 1")
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    amp = amp_dtype(cfg.amp)
     model = build.build_model(cfg, data).to(info.device, memory_format=memory_format)
     loss_fn = build.build_loss(cfg, data).to(info.device)
     if cfg.sampler == "meta" and not cfg.init_from:
@@ -155,6 +167,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
     test_loader = build.eval_loader(data.test, cfg, info)
     optimizer = build.build_optimizer(cfg, trained, stage2=stage2 is not None)
     step_hook = stage2.make_step_hook(optimizer, loss_fn) if stage2 else None  # Meta Sampler's bilevel step
+    scaler = torch.amp.GradScaler(info.device.type) if amp == torch.float16 else None
     steps_per_epoch = len(loader)
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch),
                               cfg.warmup_start_factor)
@@ -173,6 +186,8 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
             if stage2:
                 stage2.load_state_dict(state.get("stage2", {}))
             history, best, start_epoch = state["history"], state["best"], int(state["epoch"])
@@ -209,6 +224,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
                 stats = train_one_epoch(trained, loader, loss_fn, optimizer, scheduler, device=info.device, epoch=epoch,
                                         max_grad_norm=cfg.max_grad_norm, step_hook=step_hook,
                                         memory_format=memory_format if stage2 is None else torch.contiguous_format,
+                                    amp=amp, scaler=scaler,
                                         progress=lambda step, s: bar.update(task, advance=1, loss=s["loss"]))
             record = {"epoch": epoch + 1, "train_loss": stats["loss"], "lr": optimizer.param_groups[0]["lr"],
                       "seconds": stats["seconds"]}
@@ -233,7 +249,8 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
                 save_checkpoint({"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                                  "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
                                  "best": best, "config": to_dict(cfg), "class_counts": data.class_counts,
-                                 "stage2": stage2.state_dict() if stage2 else {}},
+                                 "stage2": stage2.state_dict() if stage2 else {},
+                                "scaler": scaler.state_dict() if scaler is not None else {}},
                                 run_dir / CHECKPOINT)
                 directory.commit()  # the new run has a checkpoint: a replaced old run can go
                 write_json_atomic(_metrics(cfg, data, history, best, finished=False), run_dir / METRICS)
@@ -248,11 +265,11 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
 
         # Test the selected model (best on val) and the last one.
         test_start = time.perf_counter()
-        logits, targets = predict(model, test_loader, info.device, memory_format)
+        logits, targets = predict(model, test_loader, info.device, memory_format, amp)
         test_last = score_logits(logits, targets, data.class_counts, many, few)
         if cfg.select_on == "val" and best["epoch"] != cfg.epochs:
             _unwrap(model).load_state_dict(load_checkpoint(run_dir / BEST)["model"])
-            logits, targets = predict(model, test_loader, info.device, memory_format)
+            logits, targets = predict(model, test_loader, info.device, memory_format, amp)
             test = score_logits(logits, targets, data.class_counts, many, few)
         else:
             test = test_last

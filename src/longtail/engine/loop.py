@@ -31,7 +31,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimiz
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *, device: torch.device,
                     epoch: int, step_hook: Callable[[Tensor, Tensor, int], None] | None = None,
                     progress: Callable[[int, dict], None] | None = None, max_grad_norm: float | None = None,
-                    memory_format: torch.memory_format = torch.contiguous_format) -> dict:
+                    memory_format: torch.memory_format = torch.contiguous_format,
+                    amp: torch.dtype | None = None, scaler: "torch.amp.GradScaler | None" = None) -> dict:
     """One pass over ``loader``. ``loss_fn(logits, target)`` returns a tensor or a dict of tensors.
 
     ``step_hook(inputs, targets, global_step)``, if given, runs before each update (the Meta
@@ -39,6 +40,11 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimiz
     Returns the mean of each loss term over the epoch (averaged over ranks), the number of samples
     seen on this rank, and the wall time. ``memory_format``: of the 4-d input batches (channels_last
     for a model converted with ``model.to(memory_format=torch.channels_last)``).
+
+    ``amp`` (torch.bfloat16 / torch.float16): the forward pass and the loss run under ``torch.autocast``
+    (the loss functions' log-softmax runs in float32 there); ``scaler`` (a GradScaler, for float16) scales
+    the loss and skips steps whose gradients overflow. The step hook (the Meta Sampler's bilevel step)
+    stays in float32.
     """
     model.train()
     sums: dict[str, float] = {}
@@ -49,7 +55,9 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimiz
         global_step = epoch * max(num_batches, 0) + step
         if step_hook is not None:
             step_hook(inputs, targets, global_step)
-        losses = _as_loss_dict(loss_fn(model(inputs), targets))
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            losses = _as_loss_dict(loss_fn(model(inputs), targets))
+        losses = {k: v.float() for k, v in losses.items()}
         total = sum(losses.values())
         if dist_utils.any_rank(not bool(torch.isfinite(total)), device):
             raise NonFiniteLossError(
@@ -59,10 +67,18 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimiz
                 "The last checkpoint is intact. Lower the learning rate, check the inputs for NaN, or "
                 "check the class counts given to the loss.")
         optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(total).backward()
+            if max_grad_norm is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients
+                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            total.backward()
+            if max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
         if scheduler is not None:
             scheduler.step()
         n = targets.shape[0]
@@ -85,7 +101,8 @@ def _to_device(inputs: Tensor, device: torch.device, memory_format: torch.memory
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader, device: torch.device,
-            memory_format: torch.memory_format = torch.contiguous_format) -> tuple[Tensor, Tensor]:
+            memory_format: torch.memory_format = torch.contiguous_format,
+            amp: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
     """Logits (N, C) and targets (N,) over the loader's dataset, in dataset order.
 
     Under DDP the loader must use :class:`longtail.samplers.SequentialShardSampler` (rank r holds
@@ -96,7 +113,8 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device,
     model.eval()
     logits, targets = [], []
     for inputs, y in loader:
-        logits.append(model(_to_device(inputs, device, memory_format)).float().cpu())
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            logits.append(model(_to_device(inputs, device, memory_format)).float().cpu())
         targets.append(y.cpu())
     out = torch.cat(logits) if logits else None
     tgt = torch.cat(targets) if targets else torch.empty(0, dtype=torch.long)
@@ -133,12 +151,12 @@ def _interleave(shards: list[tuple[Tensor | None, Tensor]]) -> tuple[Tensor, Ten
 
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, train_counts, many: int = 100,
              few: int = 20, logit_adjustment: Tensor | None = None,
-             memory_format: torch.memory_format = torch.contiguous_format) -> dict:
+             memory_format: torch.memory_format = torch.contiguous_format, amp: torch.dtype | None = None) -> dict:
     """Metrics of ``model`` on ``loader`` (see :func:`longtail.evaluation.score_logits`: shot-group
     accuracy, top-5, ECE). ``logit_adjustment`` (C,), if given, is added to the logits (post-hoc)."""
     from ..evaluation import score_logits
 
-    logits, targets = predict(model, loader, device, memory_format)
+    logits, targets = predict(model, loader, device, memory_format, amp)
     if logit_adjustment is not None:
         logits = logits + logit_adjustment.to(logits)
     return score_logits(logits, targets, train_counts, many=many, few=few)
