@@ -18,7 +18,7 @@ PROBE = textwrap.dedent("""
     from longtail.cli.main import main
 
     seen = {"model_types": [], "shards": {}, "eval_sizes": [], "buffers": []}
-    orig_train, orig_eval = train.train_one_epoch, train.evaluate
+    orig_train, orig_eval, orig_predict = train.train_one_epoch, train.evaluate, train.predict
 
     def train_one_epoch(model, loader, *args, epoch, **kwargs):
         seen["model_types"].append(type(model).__name__)
@@ -32,7 +32,14 @@ PROBE = textwrap.dedent("""
         seen["buffers"].append([float(b.double().sum()) for b in inner.buffers()])
         return metrics
 
-    train.train_one_epoch, train.evaluate = train_one_epoch, evaluate
+    def predict(model, loader, *args, **kwargs):  # the test pass keeps its logits for the run's reports
+        logits, targets = orig_predict(model, loader, *args, **kwargs)
+        seen["eval_sizes"].append([len(loader.dataset), int(targets.numel()), len(loader.sampler)])
+        inner = getattr(model, "module", model)
+        seen["buffers"].append([float(b.double().sum()) for b in inner.buffers()])
+        return logits, targets
+
+    train.train_one_epoch, train.evaluate, train.predict = train_one_epoch, evaluate, predict
     code = main(sys.argv[2:])
     with open(os.path.join(sys.argv[1], "rank%s.json" % os.environ["RANK"]), "w") as f:
         json.dump({"code": code, "world": int(os.environ["WORLD_SIZE"]), **seen}, f)
