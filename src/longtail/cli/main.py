@@ -232,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted; the last complete checkpoint is kept (continue with --resume)")
         return 130
+    except BrokenPipeError:  # `longtail ... | head` closed the pipe: nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as err:  # anything else: still one line and exit 2; the traceback on request
         if os.environ.get("LONGTAIL_DEBUG"):
             raise
