@@ -44,3 +44,10 @@ def test_adamw_trains_and_is_refused_with_the_meta_sampler(tmp_path, capsys):
 def test_bad_optimizer_settings(cfg, message):
     with pytest.raises(ConfigError, match=message):
         build.build_optimizer(cfg, create_model("resnet8_small", 6, 1), stage2="stage 2" in message)
+
+
+def test_list_keys_explains_the_keys(capsys):
+    assert main(["train", "--list-keys"]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.split()[0] == "backbone_lr")
+    assert "default None" in line and "separate lr for the backbone" in line

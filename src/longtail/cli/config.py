@@ -188,9 +188,24 @@ def to_dict(config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def _key_comments(cls) -> dict[str, str]:
+    """The comment after each field in the class source (``lr: float = 0.1  # ...``), the keys' help."""
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    found = re.findall(r"^\s+(\w+): [^#\n]*#\s*(.+)$", source, flags=re.M)
+    return {name: text.strip() for name, text in found}
+
+
 def describe_keys(cls) -> str:
+    comments = _key_comments(cls)
     lines = []
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        lines.append(f"  {f.name:<22} default {default!r}")
+        note = f"  {comments[f.name]}" if f.name in comments else ""
+        lines.append(f"  {f.name:<22} default {default!r:<18}{note}".rstrip())
     return "\n".join(lines)
