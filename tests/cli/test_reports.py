@@ -83,3 +83,25 @@ def test_predict_on_image_files_matches_eval_and_reports_unreadable_ones(tmp_pat
     counts = torch.tensor(data.class_counts, dtype=torch.float64)
     shifted = np.load(tmp_path / "p2" / "logits.npz")["logits"][0]
     np.testing.assert_allclose(shifted, expected[0] + torch.log(counts / counts.sum()).numpy(), atol=1e-5)
+
+
+def test_posthoc_logit_adjustment_from_saved_logits_equals_recomputing(tmp_path):
+    """A finished run saves its selected model's val and test logits; post-hoc logit adjustment reads them
+    (no backbone pass) and gets exactly what recomputing the features gives."""
+    from pathlib import Path
+
+    repo = Path(__file__).parents[2]
+    assert main(["train", *tiny_args(tmp_path, "ce"), "--quiet"]) == 0
+    args = ["posthoc", str(repo / "configs/fashion_mnist_lt/posthoc_la.yaml"), f"from_run={tmp_path / 'ce'}",
+            f"output_dir={tmp_path}"]
+    assert main([*args, "name=saved", "--quiet"]) == 0
+    saved = read_metrics(tmp_path / "saved")
+    assert saved["posthoc"]["from_saved_logits"]
+    for split in ("val", "test"):
+        (tmp_path / "ce" / f"{split}_logits.npz").unlink()
+    assert main([*args, "name=recomputed", "--quiet"]) == 0
+    recomputed = read_metrics(tmp_path / "recomputed")
+    assert not recomputed["posthoc"]["from_saved_logits"]
+    assert saved["posthoc"]["tau"] == recomputed["posthoc"]["tau"]
+    assert saved["posthoc"]["val_mean_class"] == recomputed["posthoc"]["val_mean_class"]
+    assert saved["test"]["per_class"] == recomputed["test"]["per_class"] and saved["test_plain"] == recomputed["test_plain"]

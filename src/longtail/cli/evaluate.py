@@ -49,12 +49,14 @@ def run_eval(target: str | Path, *, split: str = "test", device: str = "auto", a
     info = dist_utils.setup(device)
     data = build.build_data(cfg)
     model = build.build_model(cfg, data).to(info.device)
-    model.load_state_dict(load_checkpoint(weights)["model"])
+    state = load_checkpoint(weights)
+    model.load_state_dict(state["model"])
     loader = build.eval_loader(data.test if split == "test" else data.val, cfg, info)
     logits, targets = predict(model, loader, info.device)
     metrics = score_logits(logits, targets, data.class_counts, cfg.many_threshold, cfg.few_threshold)
     if info.is_main:  # logits, confusion matrix, per-class precision / recall of the split, next to the run
-        written = write_prediction_reports(run_dir, logits, targets, data.class_names, prefix=split)
+        written = write_prediction_reports(run_dir, logits, targets, data.class_names, prefix=split,
+                                           weights_epoch=state.get("epoch"))
         metrics["reports"] = [str(p) for p in written]
     if as_json:
         print(json.dumps(metrics, indent=2))

@@ -131,6 +131,7 @@ def _add_posthoc(sub) -> None:
                        description="Example: longtail posthoc configs/fashion_mnist_lt/tau_norm.yaml from_run=runs/ce")
     p.add_argument("config", help="posthoc YAML (method: tau_norm | logit_adjust), or key=value only")
     p.add_argument("overrides", nargs="*", help="key=value overrides (from_run=..., name=..., tau=1.0)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             config, overrides = args.config, list(args.overrides)
             if "=" in config:  # no file, only overrides
                 overrides, config = [config] + overrides, None
-            run_posthoc(load_config(PosthocConfig, config, overrides))
+            run_posthoc(load_config(PosthocConfig, config, overrides), quiet=args.quiet)
         elif args.command == "demo":
             from .demo import run_demo
             run_demo(args.output_dir, seeds=args.seeds, epochs=args.epochs, configs=args.configs,

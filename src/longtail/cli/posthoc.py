@@ -52,6 +52,23 @@ class PosthocConfig:
     tau_step: float = 0.1
 
 
+def saved_logits(run_dir: Path, weights_epoch: int | None) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]] | None:
+    """((val logits, targets), (test logits, targets)) the run saved for the weights of ``weights_epoch``,
+    or None when either file is missing or came from other weights (then features are recomputed)."""
+    import numpy as np
+
+    out = []
+    for split in ("val", "test"):
+        path = run_dir / f"{split}_logits.npz"
+        if not path.is_file() or weights_epoch is None:
+            return None
+        with np.load(path) as saved:
+            if int(saved.get("weights_epoch", -1)) != int(weights_epoch):
+                return None
+            out.append((torch.from_numpy(saved["logits"]), torch.from_numpy(saved["targets"]).long()))
+    return out[0], out[1]
+
+
 @torch.no_grad()
 def features_and_targets(model: nn.Module, dataset, batch_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """Backbone features (N, D) and targets (N,) of ``dataset`` in order, model in eval mode."""
@@ -93,12 +110,22 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
         raise ConfigError(f"tau_norm rescales the rows of a linear head; {stage1_dir} has a {type(head).__name__}")
 
     start = time.perf_counter()
-    val_feats, val_targets = features_and_targets(model, data.val, cfg.eval_batch_size, device)
-    test_feats, test_targets = features_and_targets(model, data.test, cfg.eval_batch_size, device)
     counts = data.class_counts
+    saved = saved_logits(stage1_dir, load_checkpoint(weights).get("epoch")) if cfg.method == "logit_adjust" else None
+    if saved is not None:  # logit adjustment needs only the logits the run saved for these weights
+        (val_logits, val_targets), (test_logits, test_targets) = saved
+        corrected = {"val": lambda t: posthoc_adjusted_logits(val_logits, counts, t),
+                     "test": lambda t: posthoc_adjusted_logits(test_logits, counts, t)}
+        plain_logits = test_logits
+    else:
+        val_feats, val_targets = features_and_targets(model, data.val, cfg.eval_batch_size, device)
+        test_feats, test_targets = features_and_targets(model, data.test, cfg.eval_batch_size, device)
+        corrected = {"val": lambda t: _corrected_logits(cfg.method, head, val_feats, counts, t),
+                     "test": lambda t: _corrected_logits(cfg.method, head, test_feats, counts, t)}
+        with torch.no_grad():
+            plain_logits = head.cpu()(test_feats)
     grid = [cfg.tau] if cfg.tau is not None else tau_grid(cfg.tau_min, cfg.tau_max, cfg.tau_step)
-    best, val_scores = select_tau(lambda t: _corrected_logits(cfg.method, head, val_feats, counts, t), val_targets,
-                                  counts, grid)
+    best, val_scores = select_tau(corrected["val"], val_targets, counts, grid)
     many, few = train_cfg.many_threshold, train_cfg.few_threshold
 
     def test_metrics(logits: Tensor) -> dict:
@@ -106,14 +133,13 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
         out["num_samples"] = int(test_targets.numel())
         return out
 
-    test = test_metrics(_corrected_logits(cfg.method, head, test_feats, counts, best))
-    with torch.no_grad():
-        plain = test_metrics(head.cpu()(test_feats))
+    test = test_metrics(corrected["test"](best))
+    plain = test_metrics(plain_logits)
     metrics = {"name": cfg.name, "dataset": train_cfg.dataset, "model": train_cfg.model, "loss": train_cfg.loss,
                "sampler": train_cfg.sampler, "seed": train_cfg.seed, "class_counts": counts,
                "class_names": data.class_names, "finished": True, "select_on": "val",
                "posthoc": {"method": cfg.method, "from_run": str(stage1_dir), "weights": weights.name, "tau": best,
-                           "val_mean_class": val_scores},
+                           "val_mean_class": val_scores, "from_saved_logits": saved is not None},
                "test": test, "test_plain": plain, "seconds": time.perf_counter() - start,
                "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     run_dir = Path(cfg.output_dir) / cfg.name

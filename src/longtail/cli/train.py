@@ -60,7 +60,7 @@ def run_dir_of(cfg: TrainConfig) -> Path:
 
 
 RUN_FILES = (CHECKPOINT, BEST, METRICS, "config.yaml", "per_class_accuracy.png", "sampling_probability.png", "tb",
-             "test_logits.npz", "test_confusion_matrix.csv", "test_per_class.csv", "test_confusion_matrix.png")
+             "test_logits.npz", "val_logits.npz", "test_confusion_matrix.csv", "test_per_class.csv", "test_confusion_matrix.png")
 
 
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -273,6 +273,8 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
             test = score_logits(logits, targets, data.class_counts, many, few)
         else:
             test = test_last
+        # the selected model's val logits too (a collective under DDP): `longtail posthoc` reads both
+        val_logits, val_targets = predict(model, build.eval_loader(data.val, cfg, info), info.device, memory_format, amp)
         metrics = _metrics(cfg, data, history, best, finished=True, test=test, test_last=test_last)
         metrics["timing"] = {"startup_seconds": startup_seconds, "test_seconds": time.perf_counter() - test_start}
         if stage2:
@@ -284,7 +286,10 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
             plot_per_class_accuracy({cfg.name: test["per_class"]}, data.class_counts, run_dir / "per_class_accuracy.png",
                                     title=f"{cfg.name}: per-class test accuracy", many=many, few=few)
             # the selected model's test logits, confusion matrix and per-class precision / recall
-            write_prediction_reports(run_dir, logits, targets, data.class_names, prefix="test")
+            write_prediction_reports(run_dir, logits, targets, data.class_names, prefix="test",
+                                     weights_epoch=best["epoch"])
+            write_prediction_reports(run_dir, val_logits, val_targets, data.class_names, prefix="val",
+                                     weights_epoch=best["epoch"], logits_only=True)
             for key in ("top1", "mean_class", "many", "medium", "few", "top5", "ece"):
                 if math.isfinite(test[key]):
                     writer.add_scalar(f"test/{key}", test[key], cfg.epochs)

@@ -87,10 +87,13 @@ def score_logits(logits: Tensor, targets: Tensor, train_counts: Sequence[int] | 
 
 
 def write_prediction_reports(out_dir, logits: Tensor, targets: Tensor, class_names: Sequence[str],
-                             prefix: str = "test", plot_max_classes: int = 100) -> list:
+                             prefix: str = "test", plot_max_classes: int = 100, weights_epoch: int | None = None,
+                             logits_only: bool = False) -> list:
     """Write ``<prefix>_logits.npz`` (logits, targets), ``<prefix>_confusion_matrix.csv`` (rows = true class),
     ``<prefix>_per_class.csv`` (name, support, precision, recall) and, for up to ``plot_max_classes``
-    classes, ``<prefix>_confusion_matrix.png``. Returns the paths written."""
+    classes, ``<prefix>_confusion_matrix.png``. ``weights_epoch``: the epoch of the weights that gave
+    the logits, saved with them (``longtail posthoc`` reuses logits of the weights it corrects only).
+    ``logits_only``: just the .npz. Returns the paths written."""
     import csv
     from pathlib import Path
 
@@ -101,7 +104,10 @@ def write_prediction_reports(out_dir, logits: Tensor, targets: Tensor, class_nam
     conf = confusion_matrix(logits.argmax(1), targets, num_classes)
     precision, recall = precision_recall(conf)
     paths = [out_dir / f"{prefix}_logits.npz", out_dir / f"{prefix}_confusion_matrix.csv", out_dir / f"{prefix}_per_class.csv"]
-    np.savez_compressed(paths[0], logits=logits.float().numpy(), targets=targets.numpy())
+    np.savez_compressed(paths[0], logits=logits.float().numpy(), targets=targets.numpy(),
+                        weights_epoch=-1 if weights_epoch is None else weights_epoch)
+    if logits_only:
+        return paths[:1]
     with open(paths[1], "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["true \\ predicted", *class_names])
