@@ -20,10 +20,26 @@ from pathlib import Path
 
 import numpy as np
 
-# Real LVIS annotations of 100 val images: not shipped (CC BY 4.0 data kept beside the repository, in the
-# project's shared data folder); the tests that need them skip where they are absent.
-LVIS_DATA = Path(os.environ.get("LONGTAIL_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")) / "lvis"
-LVIS_VAL_100 = LVIS_DATA / "lvis_v0.5_val_100.json"
+# Real LVIS annotations of 100 val images (CC BY 4.0), shipped gzipped with the tests (data/PROVENANCE.md) and
+# unpacked once per machine into the temp folder; LONGTAIL_LVIS_VAL_100 points at another copy.
+
+
+def _unpacked_val_100() -> Path:
+    import gzip
+
+    packed = Path(__file__).with_name("data") / "lvis_v0.5_val_100.json.gz"
+    if not packed.exists():
+        return packed
+    target = Path(tempfile.gettempdir()) / "longtail_tests" / f"lvis_v0.5_val_100.{packed.stat().st_size}.json"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(gzip.decompress(packed.read_bytes()))
+        os.replace(tmp, target)  # atomic: parallel test processes never read half a file
+    return target
+
+
+LVIS_VAL_100 = Path(os.environ["LONGTAIL_LVIS_VAL_100"]) if "LONGTAIL_LVIS_VAL_100" in os.environ else _unpacked_val_100()
 # the LVIS v0.5 train statistics ship with the package
 LVIS_TRAIN_STATS = Path(__file__).resolve().parents[2] / "src" / "longtail" / "resources" / "lvis" / "lvis_v0.5_train_category_stats.json"
 _REMOVED_NUMPY_ALIASES = {"float": float, "int": int, "bool": bool, "object": object, "complex": complex}

@@ -15,7 +15,7 @@ from lvis_reference import (LVIS_TRAIN_STATS, LVIS_VAL_100, import_reference_lvi
                              reference_lvis_eval)
 
 needs_val = pytest.mark.skipif(not LVIS_VAL_100.exists(), reason=f"real LVIS annotations not found at {LVIS_VAL_100} "
-                               "(set LONGTAIL_SHARED_DATA to the folder holding lvis/lvis_v0.5_val_100.json)")
+                               "(it ships as tests/detection/data/lvis_v0.5_val_100.json.gz; LONGTAIL_LVIS_VAL_100 points elsewhere)")
 
 
 @pytest.fixture(scope="module")
