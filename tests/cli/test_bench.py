@@ -145,3 +145,21 @@ def test_a_slice_trains_only_its_runs_and_the_report_covers_the_grid(tmp_path, c
     assert len(rows) == 1 and int(rows[0]["seeds"]) == 2
     assert main(["bench", str(suite), "--imbalance-factors", "50"]) == 2
     assert "imbalance factor(s) [50.0] are not in the suite" in capsys.readouterr().err
+
+
+def test_methods_can_run_a_subset_of_the_seeds(tmp_path):
+    """`seeds:` on a method: the CIFAR-10-LT suite runs every method at seed 0 and the main three at 0-2."""
+    from longtail.cli.bench import plan
+
+    ce = {"name": "ce", "label": "CE", "config": str(REPO / "configs/fashion_mnist_lt/ce.yaml")}
+    tau = {"name": "tau_norm", "from": "ce", "posthoc": str(REPO / "configs/fashion_mnist_lt/tau_norm.yaml"), "seeds": [0]}
+    suite = load_suite(write_suite(tmp_path, seeds=[0, 1, 2], methods=[ce, tau]))
+    runs = plan(suite)
+    assert sorted((r.method.name, r.seed) for r in runs) == [("ce", 0), ("ce", 1), ("ce", 2), ("tau_norm", 0)]
+    assert suite.num_runs == 4
+    with pytest.raises(ConfigError, match="drawn from the suite's seeds"):
+        load_suite(write_suite(tmp_path, seeds=[0, 1, 2], methods=[ce, dict(tau, seeds=[5])]))
+    with pytest.raises(ConfigError, match="only seeds \\[0\\]; give it seeds: \\[0\\]"):
+        load_suite(write_suite(tmp_path, seeds=[0, 1, 2], methods=[dict(ce, seeds=[0]), dict(tau, seeds=None)]))
+    cifar = load_suite(REPO / "configs/suites/cifar10_lt.yaml")
+    assert cifar.num_runs == 40  # 14 methods x 2 IFs at seed 0, + seeds 1-2 of CE, Balanced Softmax and BALMS
