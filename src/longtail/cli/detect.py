@@ -277,7 +277,7 @@ def _train_detector(cfg: DetectConfig, info, *, resume: bool, overwrite: bool, q
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
     from ..engine.run_dir import RunDirectory
-    from .train import claim_run_dir
+    from .train import claimed_run_dir
 
     run_dir = Path(cfg.output_dir) / cfg.name
     seed_everything(cfg.seed)
@@ -285,16 +285,8 @@ def _train_detector(cfg: DetectConfig, info, *, resume: bool, overwrite: bool, q
     run = _build_training(cfg, info)  # validates data, model, head and stage-1 weights before the directory
     directory = RunDirectory(run_dir, RUN_FILES, CHECKPOINT)
     # also: no rank reads the directory before rank 0 has prepared it
-    can_resume = claim_run_dir(directory, info, resume=resume, overwrite=overwrite, say=say)
-    try:
+    with claimed_run_dir(directory, info, resume=resume, overwrite=overwrite, say=say) as can_resume:
         return _train_claimed(cfg, info, run, run_dir, directory, can_resume, start_time, say)
-    except BaseException:
-        if info.is_main:
-            directory.rollback()  # a failed --overwrite before its first checkpoint gives the old run back
-        raise
-    finally:
-        if info.is_main:
-            directory.release()
 
 
 def _train_claimed(cfg: DetectConfig, info, run: "_Training", run_dir: Path, directory, can_resume: bool,

@@ -91,10 +91,12 @@ def split_settings(cfg: TrainConfig) -> dict:
     return {key: getattr(cfg, key) for key in SPLIT_KEYS}
 
 
-def claim_run_dir(directory: RunDirectory, info: dist_utils.DistInfo, *, resume: bool, overwrite: bool,
-                  say) -> bool:
-    """Lock the run directory and prepare it for a new or resumed run (rank 0; the other ranks learn the
-    outcome, so a refusal stops every rank). Returns True when there is a checkpoint to resume from."""
+@contextlib.contextmanager
+def claimed_run_dir(directory: RunDirectory, info: dist_utils.DistInfo, *, resume: bool, overwrite: bool, say):
+    """Hold the run directory for the body of the ``with``: lock it and prepare it for a new or resumed run
+    (rank 0; the other ranks learn the outcome, so a refusal stops every rank), yield True when there is a
+    checkpoint to resume from; if the body fails, a replaced run comes back (``rollback``); the lock is
+    released at the end either way."""
     outcome: tuple[bool, Exception | None] = (False, None)
     if info.is_main:
         try:
@@ -108,7 +110,15 @@ def claim_run_dir(directory: RunDirectory, info: dist_utils.DistInfo, *, resume:
     can_resume, error = dist_utils.broadcast_object(outcome)
     if error is not None:
         raise error
-    return can_resume
+    try:
+        yield can_resume
+    except BaseException:
+        if info.is_main:
+            directory.rollback()  # a failed --overwrite before its first checkpoint gives the old run back
+        raise
+    finally:
+        if info.is_main:
+            directory.release()
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -175,8 +185,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
     # Everything above validated the run (data, model, loss, sampler, stage-1 weights) without touching the
     # run directory; only now is it created, locked and, for --overwrite, its old run moved aside.
     directory = RunDirectory(run_dir, RUN_FILES, CHECKPOINT)
-    can_resume = claim_run_dir(directory, info, resume=resume, overwrite=overwrite, say=say)
-    try:
+    with claimed_run_dir(directory, info, resume=resume, overwrite=overwrite, say=say) as can_resume:
         history: list[dict] = []
         best: dict = {"epoch": -1, "score": -math.inf}
         start_epoch = 0
@@ -298,13 +307,6 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
                 f"many {_pct(test['many'])}  medium {_pct(test['medium'])}  few {_pct(test['few'])}  -> {run_dir}")
         dist_utils.barrier()  # the other ranks return once the run directory is complete (a suite reads it next)
         return metrics
-    except BaseException:
-        if info.is_main:
-            directory.rollback()  # a failed --overwrite before its first checkpoint gives the old run back
-        raise
-    finally:
-        if info.is_main:
-            directory.release()
 
 
 def _pct(x: float) -> str:
