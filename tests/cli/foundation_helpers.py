@@ -50,3 +50,19 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+def toy_detection_config(folder: Path, *lines: str) -> Path:
+    """A toy LVIS dataset (tests/detection/conftest.py) and a one-epoch Faster R-CNN softmax config on it,
+    with ``lines`` (YAML ``key: value``) added or overriding."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "detection"))
+    from conftest import write_toy_lvis
+
+    data = write_toy_lvis(folder / "lvis")
+    keys = {"train_json": data["train"], "val_json": data["val"], "arch": "fasterrcnn", "num_threads": 1,
+            "detector_options": "{min_size: 64, max_size: 64, box_score_thresh: 0.0001}",
+            "output_dir": folder / "runs", "epochs": 1, "batch_size": 2, "lr": 0.01, "head": "softmax"}
+    keys.update(line.split(": ", 1) for line in lines)
+    config = folder / "det.yaml"
+    config.write_text("".join(f"{k}: {v}\n" for k, v in keys.items()))
+    return config

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from foundation_helpers import tiny_args
+from foundation_helpers import tiny_args, toy_detection_config
 from longtail.cli.main import main
 
 REPO = Path(__file__).parents[2]
@@ -74,15 +74,7 @@ def test_malicious_checkpoints_are_refused_at_every_entry_point(tmp_path, finish
 
 @pytest.mark.slow
 def test_malicious_and_missing_detection_weights(tmp_path, capsys):
-    import sys
-    sys.path.insert(0, str(REPO / "tests" / "detection"))
-    from conftest import write_toy_lvis
-
-    data = write_toy_lvis(tmp_path / "lvis")
-    config = tmp_path / "s2.yaml"
-    config.write_text(f"train_json: {data['train']}\nval_json: {data['val']}\narch: fasterrcnn\nnum_threads: 1\n"
-                      "detector_options: {min_size: 64, max_size: 64}\n"
-                      f"output_dir: {tmp_path / 'runs'}\nepochs: 1\nbatch_size: 2\nhead: softmax\n")
+    config = toy_detection_config(tmp_path)
     marker = tmp_path / "pwned"
     evil = malicious(tmp_path / "evil.pt", marker)
     assert_refused_safely(main(["detect", "train", str(config), f"init_from={evil}", "--quiet"]), err_of(capsys), marker)

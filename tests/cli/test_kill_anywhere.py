@@ -8,15 +8,14 @@ import json
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from foundation_helpers import LONGTAIL, read_metrics, run_longtail, subprocess_env, tiny_args, without_timing
+from foundation_helpers import (LONGTAIL, read_metrics, run_longtail, subprocess_env, tiny_args, toy_detection_config,
+                                without_timing)
 
-REPO = Path(__file__).parents[2]
 STAGE1 = ["n_max=60", "dataset_options={image_size: 16}", "epochs=4", "warmup_epochs=1"]
 
 
@@ -61,14 +60,7 @@ def test_balms_stage2_killed_anywhere(tmp_path, trial):
 
 @pytest.mark.slow
 def test_detection_run_killed_anywhere(tmp_path):
-    sys.path.insert(0, str(REPO / "tests" / "detection"))
-    from conftest import write_toy_lvis
-
-    data = write_toy_lvis(tmp_path / "lvis")
-    config = tmp_path / "det.yaml"
-    config.write_text(f"train_json: {data['train']}\nval_json: {data['val']}\narch: fasterrcnn\nnum_threads: 1\n"
-                      "detector_options: {min_size: 64, max_size: 64, box_score_thresh: 0.0001}\n"
-                      f"output_dir: {tmp_path / 'runs'}\nepochs: 3\nbatch_size: 2\nlr: 0.01\nhead: softmax\n")
+    config = toy_detection_config(tmp_path, "epochs: 3")
     clean_and_killed(tmp_path, ["detect", "train", str(config)], "name", seed=4)
     a = json.loads((tmp_path / "runs" / "killed" / "metrics.json").read_text())
     b = json.loads((tmp_path / "runs" / "clean" / "metrics.json").read_text())
