@@ -16,7 +16,6 @@ Prints, each as a ratio of figures measured in the same process (rounds interlea
 from __future__ import annotations
 
 import argparse
-import itertools
 import platform
 import statistics
 import time

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -89,7 +88,6 @@ def _collate(items):
 
 def make_preprocess(data, in_channels: int):
     """PIL image -> the tensor the run's test transform gives for its own test images."""
-    from torchvision.transforms.v2 import functional as F
     from torchvision import tv_tensors
 
     test = data.test

@@ -38,7 +38,6 @@ def expected_calibration_error(logits: Tensor, targets: Tensor, num_bins: int = 
     correct = (predicted == targets).double()
     # bin b holds confidences in (b / B, (b + 1) / B]; confidence is > 0, so every sample has a bin
     bins = (confidence * num_bins).ceil().long().clamp(1, num_bins) - 1
-    count = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, bins, torch.ones_like(correct))
     conf_sum = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, bins, confidence)
     acc_sum = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, bins, correct)
     return float((conf_sum - acc_sum).abs().sum() / targets.numel())
