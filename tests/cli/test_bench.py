@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import longtail.cli.train as train_module
+import longtail.engine.trainer as train_module
 from longtail.cli.bench import load_suite, run_bench
 from longtail.cli.config import ConfigError
 from longtail.cli.main import main

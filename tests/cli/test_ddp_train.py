@@ -14,7 +14,7 @@ from longtail.cli.main import main
 # Runs the real CLI entry point in each process, recording what the engine is given.
 PROBE = textwrap.dedent("""
     import json, os, sys
-    from longtail.cli import train
+    from longtail.engine import trainer as train
     from longtail.cli.main import main
 
     seen = {"model_types": [], "shards": {}, "eval_sizes": [], "buffers": []}

@@ -10,6 +10,7 @@ import torch
 
 from foundation_helpers import load_weights, read_metrics, tiny_args, without_timing
 from longtail.cli import train
+from longtail.engine import trainer
 from longtail.cli.main import main
 
 
@@ -50,7 +51,7 @@ def test_cached_balms_epochs_run_no_backbone_and_one_thread(tmp_path, stage1, mo
     """On cached features the Meta Sampler's batch and the meta batch both come from caches computed
     before training: during the epochs only the head runs, with one intra-op thread."""
     seen = {"in_epoch": False, "backbone_calls_in_epochs": 0, "threads": set(), "epochs": 0}
-    real_prepare, real_epoch = train.prepare_stage2, train.train_one_epoch
+    real_prepare, real_epoch = train.prepare_stage2, trainer.train_one_epoch
 
     def prepare(model, *a, **kw):
         def count(*_):
@@ -67,7 +68,7 @@ def test_cached_balms_epochs_run_no_backbone_and_one_thread(tmp_path, stage1, mo
             seen["in_epoch"] = False
 
     monkeypatch.setattr(train, "prepare_stage2", prepare)
-    monkeypatch.setattr(train, "train_one_epoch", epoch)
+    monkeypatch.setattr(trainer, "train_one_epoch", epoch)
     threads = torch.get_num_threads()
     args = ["sampler=meta", f"meta_set={meta_set}", "cache_features=true", "batch_size=8"]
     assert main(["train", *stage2(tmp_path, stage1, "cached_meta", *args), "--quiet"]) == 0
@@ -90,7 +91,7 @@ def test_balms_run_interrupted_and_resumed_ends_with_the_same_sampler_and_metric
     assert main(["train", *stage2(tmp_path, stage1, "clean", *args), "--quiet"]) == 0
 
     calls = {"n": 0}
-    real_evaluate = train.evaluate
+    real_evaluate = trainer.evaluate
 
     def evaluate_then_die(*a, **kw):  # killed during epoch 2's validation: the checkpoint holds epoch 1
         calls["n"] += 1
@@ -98,10 +99,10 @@ def test_balms_run_interrupted_and_resumed_ends_with_the_same_sampler_and_metric
             raise KeyboardInterrupt
         return real_evaluate(*a, **kw)
 
-    monkeypatch.setattr(train, "evaluate", evaluate_then_die)
+    monkeypatch.setattr(trainer, "evaluate", evaluate_then_die)
     assert main(["train", *stage2(tmp_path, stage1, "killed", *args), "--quiet"]) == 130
     assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["epoch"] == 1
-    monkeypatch.setattr(train, "evaluate", real_evaluate)
+    monkeypatch.setattr(trainer, "evaluate", real_evaluate)
     assert main(["train", *stage2(tmp_path, stage1, "killed", *args), "--quiet", "--resume"]) == 0
 
     clean, resumed = (torch.load(tmp_path / n / "checkpoint.pt", weights_only=True) for n in ("clean", "killed"))

@@ -6,7 +6,7 @@ from torch.utils.data import Dataset
 
 from longtail.cli import build
 from longtail.cli.config import TrainConfig
-from longtail.cli.train import seed_everything
+from longtail.engine.trainer import seed_everything
 from longtail.engine.distributed import DistInfo
 from longtail.samplers import RandomSampler
 

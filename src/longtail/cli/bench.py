@@ -35,18 +35,19 @@ from rich.markup import escape
 from ..engine import NonFiniteLossError
 from ..engine.distributed import launched_rank
 from ..engine.run_dir import RunDirInUseError
+from ..engine.trainer import CHECKPOINT_FILE, METRICS_FILE
 from . import bench_report
-from .config import ConfigError, TrainConfig, load_config, parse_overrides, read_yaml_mapping, to_dict
+from .config import ConfigError, TrainConfig, changed_settings, load_config, parse_overrides, read_yaml_mapping, to_dict
 from .output import make_console
 from .posthoc import PosthocConfig, run_posthoc
-from .train import CHECKPOINT, METRICS, run_training
+from .train import run_training
 
 console = make_console(soft_wrap=True)  # no hard wraps inside paths
 SUITE_KEYS = ("name", "title", "output_dir", "imbalance_factors", "seeds", "overrides", "methods")
 METHOD_KEYS = ("name", "label", "config", "posthoc", "from", "overrides", "seeds")
-# keys that may differ between a finished run and the suite without changing what it computed (the
-# stage-1 paths follow from the run's place in the grid)
-IGNORED_KEYS = ("device", "num_workers", "threads", "persistent_workers", "eval_batch_size", "output_dir", "data_root", "init_from", "from_run")
+# a finished run is reused when its settings differ only in keys that do not change what is computed,
+# or in the stage-1 path (it moves with the output directory)
+REUSE_MAY_CHANGE = TrainConfig.NOT_COMPUTED_KEYS + ("init_from", "from_run")
 
 
 @dataclass(frozen=True)
@@ -208,19 +209,18 @@ def check_existing(run: Run) -> str:
     if saved_path.is_file():
         saved = yaml.safe_load(saved_path.read_text()) or {}
         current = to_dict(run.config)
-        changed = sorted(k for k in saved.keys() & current.keys() if k not in IGNORED_KEYS and saved[k] != current[k])
-        if changed:
-            diff = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in changed)
+        diff = changed_settings(saved, current, REUSE_MAY_CHANGE)
+        if diff:
             raise ConfigError(f"{run.run_dir} was made with other settings ({diff}). Delete that run directory to "
                               f"redo it with the suite's settings, or give the bench another --output-dir")
-    metrics_path = run.run_dir / METRICS
+    metrics_path = run.run_dir / METRICS_FILE
     if metrics_path.is_file():
         try:
             if json.loads(metrics_path.read_text()).get("finished"):
                 return "finished"
         except json.JSONDecodeError:
             pass  # a torn file from a kill: the run is redone or resumed
-    return "partial" if (run.run_dir / CHECKPOINT).is_file() else "pending"
+    return "partial" if (run.run_dir / CHECKPOINT_FILE).is_file() else "pending"
 
 
 def _execute(run: Run, verbose: bool) -> dict:

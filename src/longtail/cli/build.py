@@ -9,12 +9,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data import LongTailedData, build_dataset
-from ..data.array_dataset import collate
+from ..data import loaders
 from ..engine.distributed import DistInfo
 from ..losses import create_loss, LOSSES
 from ..models import create_model, MODELS
 from ..models.heads import create_head
-from ..samplers import SAMPLERS, SequentialShardSampler, create_sampler
+from ..samplers import SAMPLERS, create_sampler
 from .config import ConfigError, TrainConfig
 
 
@@ -85,17 +85,13 @@ def build_sampler(cfg: TrainConfig, data: LongTailedData, dist: DistInfo):
 
 
 def eval_loader(dataset, cfg: TrainConfig, dist: DistInfo) -> DataLoader:
-    sampler = SequentialShardSampler(len(dataset), num_replicas=dist.world_size, rank=dist.rank)
-    return DataLoader(dataset, batch_size=cfg.eval_batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                      pin_memory=dist.device.type == "cuda", collate_fn=collate)
+    return loaders.eval_loader(dataset, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, device=dist.device,
+                               world_size=dist.world_size, rank=dist.rank)
 
 
 def train_loader(dataset, sampler, cfg: TrainConfig, dist: DistInfo) -> DataLoader:
-    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                      pin_memory=dist.device.type == "cuda", drop_last=False, collate_fn=collate,
-                      # not persistent by default: workers restart every epoch and seed from the RNG
-                      # that run_training re-seeds per epoch, so a resumed run augments identically
-                      persistent_workers=cfg.persistent_workers and cfg.num_workers > 0)
+    return loaders.train_loader(dataset, sampler, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                                device=dist.device, persistent_workers=cfg.persistent_workers)
 
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -130,7 +126,3 @@ def build_optimizer(cfg: TrainConfig, trained: torch.nn.Module, *, stage2: bool 
         return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                            nesterov=cfg.nesterov)
-
-
-def options_summary(cfg: TrainConfig) -> dict[str, Any]:
-    return {"loss": cfg.loss, **cfg.loss_options, "sampler": cfg.sampler, **cfg.sampler_options}

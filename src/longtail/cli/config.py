@@ -10,7 +10,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import yaml
 
@@ -21,6 +21,15 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
+    # What each key means for a run, declared once (resume, stage 2 and `longtail bench` read these):
+    # the keys that fix the data split (stage 2 must train on the split stage 1 trained on), and the keys
+    # that do not change what is computed (so --resume and a finished run's reuse by a suite allow them
+    # to differ).
+    SPLIT_KEYS: ClassVar[tuple[str, ...]] = ("dataset", "imbalance_factor", "n_max", "profile", "val_per_class",
+                                             "seed", "dataset_options")
+    NOT_COMPUTED_KEYS: ClassVar[tuple[str, ...]] = ("device", "eval_batch_size", "output_dir", "data_root", "threads",
+                                                    "num_workers", "persistent_workers")
+
     # --- run ---
     name: Optional[str] = None  # run directory name (default: the config file's stem)
     output_dir: str = "runs"
@@ -186,6 +195,13 @@ def load_config(cls, path: str | Path | None, overrides: list[str] | None = None
 
 def to_dict(config) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def changed_settings(saved: dict[str, Any], current: dict[str, Any], may_change: tuple[str, ...]) -> str:
+    """The one rule for continuing or reusing a run: every key both configs hold must be equal, except
+    ``may_change`` (a config class's ``NOT_COMPUTED_KEYS``). Returns "key: old -> new, ..." ('' if none)."""
+    changed = sorted(k for k in saved.keys() & current.keys() if k not in may_change and saved[k] != current[k])
+    return ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in changed)
 
 
 def _key_comments(cls) -> dict[str, str]:

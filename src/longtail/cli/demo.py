@@ -19,7 +19,8 @@ from rich.table import Table
 
 from ..evaluation.plots import plot_per_class_accuracy
 from .config import ConfigError, TrainConfig, load_config
-from .train import CHECKPOINT, METRICS, run_training
+from ..engine.trainer import CHECKPOINT_FILE, METRICS_FILE
+from .train import run_training
 
 console = Console(highlight=False)
 
@@ -53,13 +54,13 @@ def default_configs_dir() -> Path:
 
 def _run_one(cfg: TrainConfig) -> dict:
     run_dir = Path(cfg.output_dir) / str(cfg.name)
-    metrics_path = run_dir / METRICS
+    metrics_path = run_dir / METRICS_FILE
     if metrics_path.exists():
         metrics = json.loads(metrics_path.read_text())
         if metrics.get("finished") and metrics.get("epochs") == cfg.epochs:
             console.print(f"[dim]{cfg.name}: finished earlier, reusing {metrics_path}[/]")
             return metrics
-    return run_training(cfg, resume=(run_dir / CHECKPOINT).exists(), overwrite=False)
+    return run_training(cfg, resume=(run_dir / CHECKPOINT_FILE).exists(), overwrite=False)
 
 
 def run_demo(output_dir: str = "runs/demo", *, seeds: list[int] = (0,), epochs: int | None = None,

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from ..engine.checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, load_config, to_dict
 from .output import make_console
-from .train import seed_everything, write_json_atomic
+from ..engine.trainer import seed_everything, write_json_atomic
 
 console = make_console()
 CHECKPOINT, MODEL, METRICS = "checkpoint.pt", "model.pt", "metrics.json"

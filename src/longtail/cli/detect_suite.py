@@ -21,7 +21,7 @@ from ..engine.distributed import launched_rank
 from .config import ConfigError, load_config, read_yaml_mapping, to_dict
 from .detect import (METRICS, TABLE_METRICS, DetectConfig, console, pct, read_metrics, run_detection_eval,
                      run_detection_training)
-from .train import write_json_atomic
+from ..engine.trainer import write_json_atomic
 
 
 @dataclass

@@ -30,7 +30,7 @@ from . import build
 from .config import ConfigError, to_dict
 from .evaluate import load_run_config, locate
 from .output import make_console
-from .train import METRICS, write_json_atomic
+from ..engine.trainer import METRICS_FILE, write_json_atomic
 
 console = make_console(soft_wrap=True)  # no hard wraps inside paths
 METHODS = ("logit_adjust", "tau_norm")
@@ -144,10 +144,10 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
                "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     run_dir = Path(cfg.output_dir) / cfg.name
     if dist_utils.launched_rank() == 0:  # under torchrun every rank computes the same (cheap) correction; one writes it
-        with RunDirectory(run_dir, (METRICS, "config.yaml"), METRICS) as directory:
+        with RunDirectory(run_dir, (METRICS_FILE, "config.yaml"), METRICS_FILE) as directory:
             directory.acquire()  # a second writer of the same run directory stops here
             (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-            write_json_atomic(metrics, run_dir / METRICS)
+            write_json_atomic(metrics, run_dir / METRICS_FILE)
     dist_utils.barrier()  # a suite reads the run next, on every rank
     say(f"[bold]{cfg.name}[/]: {cfg.method} on {stage1_dir}, tau {best:g} (val mean-class {100 * val_scores[best]:.2f}); "
         f"test mean-class {100 * test['mean_class']:.2f} (uncorrected {100 * plain['mean_class']:.2f}) -> {run_dir}")

@@ -13,6 +13,7 @@ by the next ``prepare`` of that directory, so the old run is never lost to a fai
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -21,6 +22,9 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Callable
+
+from . import distributed as dist_utils
 
 LOCK, REPLACED = ".lock", ".replaced"
 
@@ -166,3 +170,34 @@ class RunDirectory:
                 target.unlink()
             os.replace(item, target)
         aside.rmdir()
+
+
+@contextlib.contextmanager
+def claimed_run_dir(directory: RunDirectory, info: dist_utils.DistInfo, *, resume: bool, overwrite: bool,
+                    warn: Callable[[str], None] = lambda note: None):
+    """Hold the run directory for the body of the ``with``: lock it and prepare it for a new or resumed run
+    (rank 0; the other ranks learn the outcome, so a refusal stops every rank), yield True when there is a
+    checkpoint to resume from; if the body fails, a replaced run comes back (``rollback``); the lock is
+    released at the end either way. ``warn`` gets the note about a stale lock of a killed run."""
+    outcome: tuple[bool, Exception | None] = (False, None)
+    if info.is_main:
+        try:
+            note = directory.acquire()
+            if note:
+                warn(note)
+            outcome = (directory.prepare(resume=resume, overwrite=overwrite), None)
+        except (RunDirInUseError, RunDirError) as err:
+            directory.release()
+            outcome = (False, err)
+    can_resume, error = dist_utils.broadcast_object(outcome)
+    if error is not None:
+        raise error
+    try:
+        yield can_resume
+    except BaseException:
+        if info.is_main:
+            directory.rollback()  # a failed --overwrite before its first checkpoint gives the old run back
+        raise
+    finally:
+        if info.is_main:
+            directory.release()

@@ -73,3 +73,27 @@ def plot_confusion_matrix(confusion, class_names: Sequence[str], path: str | Pat
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_sampling_probability(learned: list[float], initial: list[float], class_counts: list[int], path: Path) -> Path:
+    """Learned per-class sampling probability against training count, with the initial,
+    instance-balanced (n_c / N) and class-balanced (1 / C) references."""
+    order = sorted(range(len(class_counts)), key=lambda c: -class_counts[c])
+    xs = [class_counts[c] for c in order]
+    total = float(sum(class_counts))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(xs, [learned[c] for c in order], marker="o", markersize=3, label="learned (Meta Sampler)")
+    ax.plot(xs, [initial[c] for c in order], linestyle="--", label="initial")
+    ax.plot(xs, [n / total for n in xs], linestyle=":", color="grey", label="instance-balanced n_c / N")
+    ax.axhline(1 / len(class_counts), linestyle="-.", color="black", linewidth=1, label="class-balanced 1 / C")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training images of the class (log)")
+    ax.set_ylabel("probability a draw picks the class (log)")
+    ax.set_title("Meta Sampler: learned class sampling probability")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
