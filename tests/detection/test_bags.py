@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from longtail.detection import BalancedGroupSoftmax, create_head
-from longtail.detection.bags import bags_group_of, sample_group_rois
+from longtail.detection.heads.bags import bags_group_of, sample_group_rois
 
 def _instance_counts(version: str) -> list[int]:
     from longtail.detection.lvis import load_lvis_category_stats  # the statistics shipped in the package

@@ -70,7 +70,7 @@ def test_suite_trains_every_head_and_prints_the_table(tmp_path, toy_lvis, arch, 
     assert "bags (decoupled)" in capsys.readouterr().out
     # a finished run is never reused for a config that trains differently
     assert main(["detect", "compare", str(tmp_path / "suite.yaml"), "--quiet", "--set", "weight_decay=0.01"]) == 2
-    assert "finished run of another config (differs in ['weight_decay'])" in capsys.readouterr().err
+    assert "finished run of another config (weight_decay: 0.0001 -> 0.01)" in capsys.readouterr().err
 
 
 def test_train_eval_and_errors(tmp_path, toy_lvis, capsys):

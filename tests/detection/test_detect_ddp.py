@@ -90,8 +90,7 @@ def meta_steps(rank: int = 0, world: int = 1, steps: int = 3) -> dict:
     from torch import nn
 
     from longtail.detection import MetaReweighter, SigmoidBalancedSoftmax
-    from longtail.detection.sigmoid_balanced import sigmoid_class_loss
-    from longtail.detection.train import meta_reweight_step
+    from longtail.detection.heads.balms import meta_reweight_step, sigmoid_class_loss
     from longtail.engine.distributed import average_gradients
     from longtail.engine.meta import sgd_lookahead_of
 

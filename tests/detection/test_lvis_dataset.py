@@ -134,7 +134,7 @@ def test_clear_errors_and_degenerate_boxes(generated, tmp_path):
 def test_image_frequency_counts_annotated_images_by_default(tmp_path):
     """The official BALMS code divides image_count by the images that have annotations (and detectron2
     computes repeat factors after dropping unannotated images); frequency_images: all keeps every image."""
-    from longtail.cli.detect import _class_stats
+    from longtail.detection.runner import class_statistics as _class_stats
 
     raw = json.loads(LVIS_VAL_100.read_text())
     annotated = {a["image_id"] for a in raw["annotations"]}

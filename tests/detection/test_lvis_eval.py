@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from longtail.detection.evaluation import METRICS, evaluate_lvis, limit_detections_per_image, to_lvis_results
+from longtail.detection.evaluation import LVIS_METRIC_NAMES, evaluate_lvis, limit_detections_per_image, to_lvis_results
 from lvis_reference import (LVIS_TRAIN_STATS, LVIS_VAL_100, import_reference_lvis, make_detections, make_lvis_val,
                              reference_lvis_eval)
 
@@ -32,8 +32,8 @@ def test_equals_reference_lvis_eval(lvis_val, iou_type, seed):
     dets = make_detections(lvis_val, seed=seed, with_masks=iou_type == "segm")
     ours = evaluate_lvis(dets, lvis_val, iou_type=iou_type)
     ref = reference_lvis_eval(lvis, lvis_val, dets, iou_type)
-    assert set(ours) == set(METRICS)
-    for name in METRICS:
+    assert set(ours) == set(LVIS_METRIC_NAMES)
+    for name in LVIS_METRIC_NAMES:
         expected = float("nan") if ref[name] == -1 else ref[name]
         if math.isnan(expected):
             assert math.isnan(ours[name]), name
@@ -145,6 +145,6 @@ def test_equals_reference_on_a_built_val_set(lvis_val, iou_type):
         d["score"] = round(d["score"] * 20) / 20
     ours = evaluate_lvis(dets, gt, iou_type=iou_type)
     ref = reference_lvis_eval(lvis, gt, dets, iou_type)
-    for name in METRICS:
+    for name in LVIS_METRIC_NAMES:
         assert ours[name] == pytest.approx(ref[name], abs=1e-4), name
     assert 0.02 < ours["AP"] < 0.95

@@ -5,8 +5,10 @@ import torch
 from torchvision.models.detection.roi_heads import RoIHeads
 
 from longtail.detection import BalancedGroupSoftmax, LongTailRoIHeads, MetaReweighter, create_detector, reset_class_logits
-from longtail.detection.train import (class_balanced_image_weights, collate, decoupled_train_one_epoch,
-                                      freeze_all_but_class_logits, predict, roi_training_features, train_one_epoch)
+from longtail.detection.heads.balms import class_balanced_image_weights
+from longtail.detection.lvis import collate_detection as collate
+from longtail.detection.train import (decoupled_train_one_epoch, freeze_all_but_class_logits, predict,
+                                      roi_training_features, train_one_epoch)
 
 
 NUM_CLASSES = 5

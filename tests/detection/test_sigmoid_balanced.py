@@ -6,8 +6,7 @@ import torch
 from torch import nn
 
 from longtail.detection import MetaReweighter, SigmoidBalancedSoftmax, SigmoidCrossEntropy
-from longtail.detection.sigmoid_balanced import image_frequency_log_odds, sigmoid_class_loss
-from longtail.detection.train import meta_reweight_step
+from longtail.detection.heads.balms import image_frequency_log_odds, meta_reweight_step, sigmoid_class_loss
 from longtail.engine.meta import sgd_lookahead_of
 
 IMAGE_COUNTS = [2, 40, 7, 90, 1]

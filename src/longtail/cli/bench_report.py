@@ -17,10 +17,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # (metrics.json test key, column title); "overall" is the mean per-class accuracy (= top-1 on a
 # balanced test set), the number the literature reports
-METRICS = (("mean_class", "overall"), ("many", "many"), ("medium", "medium"), ("few", "few"), ("top1", "top-1"),
+REPORTED_METRICS = (("mean_class", "overall"), ("many", "many"), ("medium", "medium"), ("few", "few"), ("top1", "top-1"),
            ("ece", "ECE"))
-ACCURACY_METRICS = METRICS[:4]
-TABLE_METRICS = ACCURACY_METRICS + (METRICS[5],)  # + the expected calibration error (lower is better)
+ACCURACY_METRICS = REPORTED_METRICS[:4]
+TABLE_METRICS = ACCURACY_METRICS + (REPORTED_METRICS[5],)  # + the expected calibration error (lower is better)
 LOWER_IS_BETTER = ("ECE",)
 
 
@@ -45,7 +45,7 @@ def summarise(suite: "Suite", runs: list["Run"]) -> list[dict]:
             results = [json.loads((r.run_dir / "metrics.json").read_text()) for r in done]
             row = {"imbalance_factor": factor, "method": m.name, "label": m.label, "seeds": len(results),
                    "seed_list": [r.seed for r in done]}
-            for key, title in METRICS:
+            for key, title in REPORTED_METRICS:
                 mean, std = _mean_std([100 * res["test"].get(key, math.nan) for res in results])  # runs before ECE: -
                 row[title] = {"mean": mean, "std": std}
             if results:
@@ -95,13 +95,13 @@ def markdown(suite: "Suite", rows: list[dict], finished: int, total: int) -> str
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    header = ["imbalance_factor", "method", "label", "seeds"] + [f"{t}_{s}" for _, t in METRICS for s in ("mean", "std")]
+    header = ["imbalance_factor", "method", "label", "seeds"] + [f"{t}_{s}" for _, t in REPORTED_METRICS for s in ("mean", "std")]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for r in rows:
             writer.writerow([f"{r['imbalance_factor']:g}", r["method"], r["label"], r["seeds"]] +
-                            [f"{r[t][s]:.4f}" if math.isfinite(r[t][s]) else "" for _, t in METRICS for s in ("mean", "std")])
+                            [f"{r[t][s]:.4f}" if math.isfinite(r[t][s]) else "" for _, t in REPORTED_METRICS for s in ("mean", "std")])
 
 
 def _nan_to_none(obj):

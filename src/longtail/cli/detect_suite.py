@@ -18,10 +18,11 @@ from typing import Any, Optional
 from rich.table import Table
 
 from ..engine.distributed import launched_rank
-from .config import ConfigError, load_config, read_yaml_mapping, to_dict
-from .detect import (METRICS, TABLE_METRICS, DetectConfig, console, pct, read_metrics, run_detection_eval,
-                     run_detection_training)
+from ..detection.runner import METRICS_FILE
 from ..engine.trainer import write_json_atomic
+from .config import ConfigError, changed_settings, load_config, read_yaml_mapping, to_dict
+from .detect import (TABLE_METRICS, DetectConfig, console, pct, read_metrics, run_detection_eval,
+                     run_detection_training)
 
 
 @dataclass
@@ -42,12 +43,6 @@ class Suite:
     sweep_seeds: Optional[list] = None  # seeds a sweep runs on (default: every seed)
 
 
-# keys that change how a run is evaluated or where it lives, not what it learns: a finished run is
-# reused when its stored config differs only in these
-_EVAL_ONLY_KEYS = {"name", "output_dir", "test_json", "test_image_root", "device", "num_workers", "num_threads",
-                   "eval_batch_size"}
-
-
 @dataclass
 class SuitePlan:
     """A suite with everything checked: the overrides every run gets (``extra``) and each stage-2
@@ -61,7 +56,7 @@ class SuitePlan:
 
 def plan_suite(path: str | Path, overrides: list[str] | None = None) -> SuitePlan:
     """Read a suite YAML and check every config, override and sweep value (before anything trains)."""
-    from ..detection.evaluation import METRICS as LVIS_METRICS
+    from ..detection.evaluation import LVIS_METRIC_NAMES
 
     path = Path(path)
     spec = read_yaml_mapping(path, "suites live under configs/detection/")
@@ -70,8 +65,8 @@ def plan_suite(path: str | Path, overrides: list[str] | None = None) -> SuitePla
     if unknown:
         raise ConfigError(f"unknown suite key(s) {unknown} in {path}; known: {known}")
     suite = Suite(**spec)
-    if suite.select_by not in LVIS_METRICS:
-        raise ConfigError(f"select_by must be one of {list(LVIS_METRICS)}, got {suite.select_by!r}")
+    if suite.select_by not in LVIS_METRIC_NAMES:
+        raise ConfigError(f"select_by must be one of {list(LVIS_METRIC_NAMES)}, got {suite.select_by!r}")
     sweep_seeds = list(suite.seeds if suite.sweep_seeds is None else suite.sweep_seeds)
     if not sweep_seeds or not set(sweep_seeds) <= set(suite.seeds):
         raise ConfigError(f"sweep_seeds {sweep_seeds} must be a non-empty subset of seeds {suite.seeds}")
@@ -175,14 +170,13 @@ def _print_selection(selection: dict[str, dict]) -> None:
 def _run_once(cfg: DetectConfig, quiet: bool) -> Path:
     """Train ``cfg`` unless its run is finished (same training config); add a missing test evaluation."""
     run_dir = Path(cfg.output_dir) / str(cfg.name)
-    if not (run_dir / METRICS).is_file():
+    if not (run_dir / METRICS_FILE).is_file():
         run_detection_training(cfg, resume=True, quiet=quiet)
         return run_dir
     stored = to_dict(load_config(DetectConfig, run_dir / "config.yaml"))
-    wanted = to_dict(cfg)
-    changed = sorted(k for k in wanted if k not in _EVAL_ONLY_KEYS and stored.get(k) != wanted[k])
-    if changed:
-        raise ConfigError(f"{run_dir} is a finished run of another config (differs in {changed}); remove it, "
+    diff = changed_settings(stored, to_dict(cfg), DetectConfig.NOT_COMPUTED_KEYS)
+    if diff:
+        raise ConfigError(f"{run_dir} is a finished run of another config ({diff}); remove it, "
                           "or give the suite another output_dir")
     console.print(f"{run_dir} is finished: reusing it")
     if cfg.test_json is not None and "test" not in read_metrics(run_dir):

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
+LVIS_METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 _FCE_KEYS = {"AP": "AP_all", "AP50": "AP_50", "AP75": "AP_75", "APs": "AP_small", "APm": "AP_medium",
              "APl": "AP_large", "APr": "APr", "APc": "APc", "APf": "APf"}
 
@@ -204,7 +204,7 @@ def _evaluate_lvis(predictions: Sequence[Mapping[str, Any]], gt: str | Path | Ma
           "categories": [{k: c[k] for k in ("id", "name", "frequency") if k in c} for c in gt["categories"]]}
     _check_predictions(predictions, gt, iou_type)
     if not gt["annotations"]:
-        return {name: float("nan") for name in METRICS}
+        return {name: float("nan") for name in LVIS_METRIC_NAMES}
     dets = _as_results(_federated(limit_detections_per_image(predictions, max_dets), gt), iou_type)
     packed = _pack_pairs(gt, dets, to_rle=iou_type == "segm")
     quiet = lambda *args, **kwargs: None  # noqa: E731

@@ -20,21 +20,14 @@ import time
 from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..engine import distributed as dist_utils
 from ..engine.loop import NonFiniteLossError
-from ..engine.meta import meta_gradient_over_ranks, sgd_lookahead_of
 from .roi_heads import LongTailRoIHeads
-from .sigmoid_balanced import MetaReweighter, sigmoid_class_loss
+from .heads.balms import MetaReweighter, meta_reweight_step
 
 Batch = tuple[Sequence[Tensor], Sequence[dict[str, Tensor]]]
-
-
-def collate(batch: list) -> tuple[tuple, tuple]:
-    """Detection batches are lists: images differ in size and targets are dicts."""
-    return tuple(zip(*batch))  # type: ignore[return-value]
 
 
 def _to(images, targets, device: torch.device):
@@ -124,34 +117,6 @@ def roi_training_features(model: nn.Module, images: Sequence[Tensor], targets: S
     return feats, torch.cat(labels)
 
 
-def meta_reweight_step(layer: nn.Linear, head, feats: Tensor, labels: Tensor, meta_feats: Tensor, meta_labels: Tensor,
-                       reweighter: MetaReweighter, meta_optimizer: torch.optim.Optimizer,
-                       optimizer: torch.optim.Optimizer) -> float:
-    """One bilevel update of the Meta Reweighter (BALMS Sec. 3.2, LVIS variant).
-
-    (1) a differentiable SGD look-ahead of the class-logit layer on the training RoIs with the
-    reweighted head loss; (2) plain sigmoid BCE of the stepped layer on the class-balanced meta
-    RoIs, backpropagated to the reweighter; (3) a step of ``meta_optimizer`` (Adam, lr 0.01 in the
-    official code). The layer itself is not changed. Returns the meta loss (averaged over ranks).
-
-    Under DDP the meta-gradient is exactly that of the objective DDP trains (the mean of the ranks'
-    losses, each normalised over its own RoIs): the look-ahead uses the layer gradient averaged over
-    ranks (as the real update does), the meta loss is the mean over ranks, and the per-rank
-    contributions to the reweighter's gradient are summed, so every rank takes the same Adam step."""
-    params = [layer.weight, layer.bias]
-    inner = head.loss(F.linear(feats, *params), labels, class_weights=reweighter())
-    grads = torch.autograd.grad(inner, params, create_graph=True)
-    grads = [dist_utils.rank_mean_local_graph(g) for g in grads]  # the real update uses the rank mean
-    stepped = sgd_lookahead_of(optimizer, params, grads)  # the real optimiser's next step, differentiable
-    meta_loss = sigmoid_class_loss(F.linear(meta_feats, *stepped), meta_labels)
-    weights = list(reweighter.parameters())
-    meta_grads, meta_loss = meta_gradient_over_ranks(meta_loss, stepped, weights)
-    for w, g in zip(weights, meta_grads):
-        w.grad = g
-    meta_optimizer.step()
-    return float(meta_loss)
-
-
 def decoupled_train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.optim.Optimizer,
                               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *, device: torch.device,
                               epoch: int = 0, reweighter: MetaReweighter | None = None,
@@ -193,18 +158,6 @@ def decoupled_train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimiz
         sums.pop("meta_loss")
     out = _mean_over_ranks(sums, steps, device)
     return {**out, "steps": steps, "seconds": time.perf_counter() - start}
-
-
-def class_balanced_image_weights(image_labels: Sequence[Sequence[int]], num_classes: int) -> Tensor:
-    """Per-image sampling weight of the BALMS meta loader: r(I) = max over classes c in I of 1 / f(c),
-    f(c) = fraction of training images containing c (images without boxes get the smallest weight)."""
-    image_counts = torch.zeros(num_classes + 1, dtype=torch.float64)
-    for labels in image_labels:
-        for c in set(int(x) for x in labels):
-            image_counts[c] += 1
-    inv_freq = len(image_labels) / image_counts.clamp_min(1)
-    weights = torch.tensor([max((float(inv_freq[int(c)]) for c in labels), default=0.0) for labels in image_labels])
-    return torch.where(weights > 0, weights, weights[weights > 0].min() if (weights > 0).any() else 1.0)
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""Learning-rate schedule of the BALMS recipes: linear warm-up then cosine decay to 0, per iteration."""
+"""Learning-rate schedules, per iteration: the BALMS recipes' linear warm-up then cosine decay to 0, and the
+detection recipes' (BAGS, mmdetection 1x) linear warm-up then steps of 0.1."""
 
 from __future__ import annotations
 
@@ -26,3 +27,15 @@ class WarmupCosine:
 
 def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, start_factor: float = 0.5) -> LambdaLR:
     return LambdaLR(optimizer, WarmupCosine(total_steps, warmup_steps, start_factor))
+
+
+class StepWarmup:
+    """lr factor at iteration t: linear warm-up from 0.001 over ``warmup`` iterations, times 0.1 for
+    each entry of ``steps`` (in iterations) already passed. A callable object so it pickles."""
+
+    def __init__(self, steps: list[int], warmup: int) -> None:
+        self.steps, self.warmup = sorted(steps), warmup
+
+    def __call__(self, t: int) -> float:
+        warm = 0.001 + (1 - 0.001) * t / self.warmup if t < self.warmup else 1.0
+        return warm * 0.1 ** sum(t >= s for s in self.steps)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import ClassCountLoss, Reduction, as_class_counts, check_logits_target, check_reduction, reduce_loss
+from .registry import register_loss
 
 ZeroCounts = Literal["error", "absent"]
 
@@ -47,6 +48,7 @@ def _shifted_cross_entropy(logits: Tensor, target: Tensor, shift: Tensor, absent
     return F.cross_entropy(logits + shift, target, reduction="none")
 
 
+@register_loss("balanced_softmax")
 class BalancedSoftmaxLoss(ClassCountLoss):
     """Balanced Softmax as an ``nn.Module``.
 

@@ -21,6 +21,7 @@ from torch import Tensor
 from .base import (ClassCountLoss, Reduction, as_class_counts, check_logits_target, check_reduction,
                    reduce_loss)
 from .focal import check_gamma, focal_per_sample
+from .registry import register_loss
 
 
 def effective_number_weights(class_counts: Sequence[float] | Tensor, beta: float = 0.9999) -> Tensor:
@@ -44,6 +45,7 @@ def class_balanced_loss(logits: Tensor, target: Tensor, class_counts: Sequence[f
     return reduce_loss(per_sample, check_reduction(reduction), weights[target])
 
 
+@register_loss("class_balanced")
 class ClassBalancedLoss(ClassCountLoss):
     """Class-balanced focal / cross-entropy loss as an ``nn.Module``.
 

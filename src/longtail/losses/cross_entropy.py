@@ -8,8 +8,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import ClassCountLoss, Reduction
+from .registry import register_loss
 
 
+@register_loss("ce")
 class CrossEntropyLoss(ClassCountLoss):
     """Softmax cross-entropy, ``-log softmax(z)_y``. The counts are only kept for a uniform interface
     (and to check the number of classes); zero counts are allowed since CE does not use them."""

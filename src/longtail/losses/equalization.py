@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import ClassCountLoss, Reduction, as_class_counts, check_logits_target, check_reduction, reduce_loss
+from .registry import register_loss
 
 
 def rare_class_mask(class_counts: Sequence[float] | Tensor, freq_threshold: float) -> Tensor:
@@ -48,6 +49,7 @@ def softmax_eql_loss(logits: Tensor, target: Tensor, class_counts: Sequence[floa
     return reduce_loss(softmax_eql_per_sample(logits, target, rare, beta), check_reduction(reduction))
 
 
+@register_loss("equalization")
 class EqualizationLoss(ClassCountLoss):
     """Softmax Equalization Loss as an ``nn.Module``.
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import ClassCountLoss, Reduction, check_reduction, reduce_loss
+from .registry import register_loss
 
 
 def check_gamma(gamma: float) -> float:
@@ -39,6 +40,7 @@ def focal_loss(logits: Tensor, target: Tensor, gamma: float = 2.0, reduction: Re
     return reduce_loss(focal_per_sample(logits, target, check_gamma(gamma)), check_reduction(reduction))
 
 
+@register_loss("focal")
 class FocalLoss(ClassCountLoss):
     """Softmax focal loss as an ``nn.Module``.
 

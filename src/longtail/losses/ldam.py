@@ -19,6 +19,7 @@ from torch import Tensor
 
 from .base import ClassCountLoss, Reduction, as_class_counts, check_logits_target, check_reduction, reduce_loss
 from .class_balanced import effective_number_weights
+from .registry import register_loss
 
 
 def ldam_margins(class_counts: Sequence[float] | Tensor, max_margin: float = 0.5) -> Tensor:
@@ -45,6 +46,7 @@ def ldam_loss(logits: Tensor, target: Tensor, class_counts: Sequence[float] | Te
     return reduce_loss(per_sample, check_reduction(reduction), sample_weights)
 
 
+@register_loss("ldam")
 class LDAMLoss(ClassCountLoss):
     """LDAM (+ DRW) as an ``nn.Module``.
 

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from .balanced_softmax import log_prior
 from .base import ClassCountLoss, Reduction, check_logits_target, check_reduction, reduce_loss
+from .registry import register_loss
 
 
 def check_tau(tau: float) -> float:
@@ -33,6 +34,7 @@ def logit_adjusted_loss(logits: Tensor, target: Tensor, class_counts: Sequence[f
     return reduce_loss(per_sample, check_reduction(reduction))
 
 
+@register_loss("logit_adjusted")
 class LogitAdjustedLoss(ClassCountLoss):
     """Logit-adjusted cross-entropy as an ``nn.Module``.
 

@@ -1,4 +1,5 @@
-"""Losses by name, for the CLI. Library users construct the classes directly."""
+"""Losses by name, for the CLI: each loss class registers itself with ``@register_loss(name)`` where it
+is defined. Library users construct the classes directly."""
 
 from __future__ import annotations
 
@@ -7,25 +8,9 @@ from typing import Any, Sequence
 from torch import nn
 
 from ..registry import Registry
-from .balanced_softmax import BalancedSoftmaxLoss
-from .class_balanced import ClassBalancedLoss
-from .cross_entropy import CrossEntropyLoss
-from .equalization import EqualizationLoss
-from .focal import FocalLoss
-from .ldam import LDAMLoss
-from .logit_adjusted import LogitAdjustedLoss
 
 LOSSES: Registry[nn.Module] = Registry("loss")
 register_loss = LOSSES.register
-
-LOSSES.register("ce")(CrossEntropyLoss)
-LOSSES.register("balanced_softmax")(BalancedSoftmaxLoss)
-# baselines (issue 5)
-LOSSES.register("focal")(FocalLoss)
-LOSSES.register("class_balanced")(ClassBalancedLoss)
-LOSSES.register("ldam")(LDAMLoss)
-LOSSES.register("logit_adjusted")(LogitAdjustedLoss)
-LOSSES.register("equalization")(EqualizationLoss)
 
 
 def create_loss(name: str, class_counts: Sequence[float], **kwargs: Any) -> nn.Module:

@@ -29,6 +29,11 @@ def tau_normalise(weight: Tensor, tau: float) -> Tensor:
     return weight / norms.pow(tau)
 
 
+HEADS: Registry[nn.Module] = Registry("head")
+HEADS.register("linear")(nn.Linear)
+
+
+@HEADS.register("cosine")
 class CosineHead(nn.Module):
     """cos(x, w_j) for every class j: (B, D) -> (B, C), values in [-1, 1]."""
 
@@ -62,6 +67,7 @@ class TauNormHead(nn.Module):
         return f"tau={self.tau}"
 
 
+@HEADS.register("lws")  # stage 2 only: loads the stage-1 linear head, trains the scales
 class LWSHead(nn.Linear):
     """f_j * (w_j . x + b_j): a linear layer whose weight and bias are frozen, and one learnable scale
     per class (init 1). It loads a plain ``nn.Linear`` state dict (the stage-1 head), scales then
@@ -91,10 +97,6 @@ class LWSHead(nn.Linear):
         return head
 
 
-HEADS: Registry[nn.Module] = Registry("head")
-HEADS.register("linear")(nn.Linear)
-HEADS.register("cosine")(CosineHead)
-HEADS.register("lws")(LWSHead)  # stage 2 only: loads the stage-1 linear head, trains the scales
 
 
 def create_head(name: str, feature_dim: int, num_classes: int) -> nn.Module:

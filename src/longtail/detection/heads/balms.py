@@ -1,6 +1,7 @@
 """Sigmoid classification heads for LVIS detection (Ren et al., "Balanced Meta-Softmax for Long-Tailed
 Visual Recognition", NeurIPS 2020, Sec. 3.1 Eq. 5 applied to the sigmoid head of their LVIS code),
-and the Meta Reweighter of BALMS on LVIS (Sec. 3.2, the LVIS variant of the Meta Sampler).
+and the Meta Reweighter of BALMS on LVIS (Sec. 3.2, the LVIS variant of the Meta Sampler): its bilevel
+step and its class-balanced meta stream. BALMS for LVIS is all in this module.
 
 The head has C logits (no background column; column j is class j + 1). With f_j the image
 frequency of class j (image_count / #training images), the Balanced Softmax sigmoid form shifts
@@ -14,14 +15,18 @@ classes and divided by the number of proposals R. Test time uses the plain sigmo
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
-import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .heads import DetectionClassification
+from ...engine import distributed as dist_utils
+from ...engine.meta import meta_gradient_over_ranks, sgd_lookahead_of
+from ..lvis import collate_detection
+
+from .base import DetectionClassification, _need, register_head
 
 
 def image_frequency_log_odds(image_counts: Sequence[float] | Tensor, num_images: int) -> Tensor:
@@ -119,7 +124,7 @@ class MetaReweighter(nn.Module):
 
     ``forward()`` returns the (C,) weights to pass as ``class_weights`` to the sigmoid heads' loss,
     which normalises them to mean 1 over the batch's foreground proposals. Trained by
-    :func:`longtail.detection.train.meta_reweight_step` (Adam, lr 0.01 in the BALMS LVIS code)
+    :func:`meta_reweight_step` (Adam, lr 0.01 in the BALMS LVIS code)
     on a class-balanced meta batch; never by the detector's optimiser."""
 
     def __init__(self, num_classes: int) -> None:
@@ -131,3 +136,80 @@ class MetaReweighter(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.logits.numel()}"
+
+
+@register_head("sigmoid")
+def _sigmoid(num_classes: int, instance_counts=None, image_counts=None, num_images=None, *,
+             prior_prob: float = 0.001) -> DetectionClassification:
+    return SigmoidCrossEntropy(num_classes, prior_prob=prior_prob)
+
+
+def _sigmoid_balanced(num_classes: int, instance_counts=None, image_counts: Sequence[float] | None = None,
+                      num_images: int | None = None, *, prior_prob: float = 0.001) -> DetectionClassification:
+    counts = _need(image_counts, "image_counts", "balanced_softmax", num_classes)
+    if num_images is None:
+        raise ValueError("the balanced_softmax head needs num_images (training images) for f_j = image_count / #images")
+    return SigmoidBalancedSoftmax(counts, num_images=num_images, prior_prob=prior_prob)
+
+
+# BALMS on LVIS = this head + the Meta Reweighter in decoupled stage 2 (below).
+register_head("balanced_softmax")(_sigmoid_balanced)
+register_head("balms")(_sigmoid_balanced)
+
+
+def meta_reweight_step(layer: nn.Linear, head, feats: Tensor, labels: Tensor, meta_feats: Tensor, meta_labels: Tensor,
+                       reweighter: MetaReweighter, meta_optimizer: torch.optim.Optimizer,
+                       optimizer: torch.optim.Optimizer) -> float:
+    """One bilevel update of the Meta Reweighter (BALMS Sec. 3.2, LVIS variant).
+
+    (1) a differentiable SGD look-ahead of the class-logit layer on the training RoIs with the
+    reweighted head loss; (2) plain sigmoid BCE of the stepped layer on the class-balanced meta
+    RoIs, backpropagated to the reweighter; (3) a step of ``meta_optimizer`` (Adam, lr 0.01 in the
+    official code). The layer itself is not changed. Returns the meta loss (averaged over ranks).
+
+    Under DDP the meta-gradient is exactly that of the objective DDP trains (the mean of the ranks'
+    losses, each normalised over its own RoIs): the look-ahead uses the layer gradient averaged over
+    ranks (as the real update does), the meta loss is the mean over ranks, and the per-rank
+    contributions to the reweighter's gradient are summed, so every rank takes the same Adam step."""
+    params = [layer.weight, layer.bias]
+    inner = head.loss(F.linear(feats, *params), labels, class_weights=reweighter())
+    grads = torch.autograd.grad(inner, params, create_graph=True)
+    grads = [dist_utils.rank_mean_local_graph(g) for g in grads]  # the real update uses the rank mean
+    stepped = sgd_lookahead_of(optimizer, params, grads)  # the real optimiser's next step, differentiable
+    meta_loss = sigmoid_class_loss(F.linear(meta_feats, *stepped), meta_labels)
+    weights = list(reweighter.parameters())
+    meta_grads, meta_loss = meta_gradient_over_ranks(meta_loss, stepped, weights)
+    for w, g in zip(weights, meta_grads):
+        w.grad = g
+    meta_optimizer.step()
+    return float(meta_loss)
+
+
+def class_balanced_image_weights(image_labels: Sequence[Sequence[int]], num_classes: int) -> Tensor:
+    """Per-image sampling weight of the BALMS meta loader: r(I) = max over classes c in I of 1 / f(c),
+    f(c) = fraction of training images containing c (images without boxes get the smallest weight)."""
+    image_counts = torch.zeros(num_classes + 1, dtype=torch.float64)
+    for labels in image_labels:
+        for c in set(int(x) for x in labels):
+            image_counts[c] += 1
+    inv_freq = len(image_labels) / image_counts.clamp_min(1)
+    weights = torch.tensor([max((float(inv_freq[int(c)]) for c in labels), default=0.0) for labels in image_labels])
+    return torch.where(weights > 0, weights, weights[weights > 0].min() if (weights > 0).any() else 1.0)
+
+
+class MetaStream:
+    """Endless class-balanced batches for the Meta Reweighter: images drawn with replacement with weight
+    r(I) = max_{c in I} 1 / f(c) (BALMS's meta loader) from a seeded generator (one seed per rank, so
+    ranks draw different meta batches). Its ``generator`` state goes into the checkpoint."""
+
+    def __init__(self, train_set, batch_size: int, *, seed: int) -> None:
+        self.train_set, self.batch_size = train_set, batch_size
+        self.weights = class_balanced_image_weights(train_set.image_labels, train_set.num_classes)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self) -> "MetaStream":
+        return self
+
+    def __next__(self):
+        picks = torch.multinomial(self.weights, self.batch_size, replacement=True, generator=self.generator)
+        return collate_detection([self.train_set[int(i)] for i in picks])

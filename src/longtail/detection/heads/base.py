@@ -1,4 +1,5 @@
-"""Classification parts of a detector's box head, chosen by name.
+"""Classification parts of a detector's box head, chosen by name: the base class, the registry and the
+softmax baseline. Each head registers itself where it is defined (``@register_head(name)``).
 
 A :class:`DetectionClassification` says how many logits the class-logit layer needs
 (``num_logits``), turns (R, K) logits and (R,) labels in 0..C (0 = background) into the
@@ -13,7 +14,7 @@ from typing import Any, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..registry import Registry
+from ...registry import Registry
 
 
 class DetectionClassification(nn.Module):
@@ -70,38 +71,6 @@ HEAD_STATS = ("num_classes", "instance_counts", "image_counts", "num_images")
 @register_head("softmax")
 def _softmax(num_classes: int, instance_counts=None, image_counts=None, num_images=None) -> DetectionClassification:
     return SoftmaxClassification(num_classes)
-
-
-@register_head("bags")
-def _bags(num_classes: int, instance_counts: Sequence[float] | None = None, image_counts=None, num_images=None, *,
-          bin_edges: Sequence[float] = (10, 100, 1000), others_ratio: float = 8.0) -> DetectionClassification:
-    from .bags import BalancedGroupSoftmax
-
-    counts = _need(instance_counts, "instance_counts", "bags", num_classes)
-    return BalancedGroupSoftmax(counts, bin_edges=bin_edges, others_ratio=others_ratio)
-
-
-@register_head("sigmoid")
-def _sigmoid(num_classes: int, instance_counts=None, image_counts=None, num_images=None, *,
-             prior_prob: float = 0.001) -> DetectionClassification:
-    from .sigmoid_balanced import SigmoidCrossEntropy
-
-    return SigmoidCrossEntropy(num_classes, prior_prob=prior_prob)
-
-
-def _sigmoid_balanced(num_classes: int, instance_counts=None, image_counts: Sequence[float] | None = None,
-                      num_images: int | None = None, *, prior_prob: float = 0.001) -> DetectionClassification:
-    from .sigmoid_balanced import SigmoidBalancedSoftmax
-
-    counts = _need(image_counts, "image_counts", "balanced_softmax", num_classes)
-    if num_images is None:
-        raise ValueError("the balanced_softmax head needs num_images (training images) for f_j = image_count / #images")
-    return SigmoidBalancedSoftmax(counts, num_images=num_images, prior_prob=prior_prob)
-
-
-# BALMS on LVIS = this head + the Meta Reweighter in decoupled stage 2 (longtail.detection.train).
-register_head("balanced_softmax")(_sigmoid_balanced)
-register_head("balms")(_sigmoid_balanced)
 
 
 def _need(counts: Sequence[float] | None, what: str, head: str, num_classes: int) -> Sequence[float]:

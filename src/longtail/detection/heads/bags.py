@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .heads import DetectionClassification
+from .base import DetectionClassification, _need, register_head
 
 
 def bags_group_of(instance_counts: Sequence[float] | Tensor, bin_edges: Sequence[float]) -> Tensor:
@@ -152,3 +152,10 @@ class BalancedGroupSoftmax(DetectionClassification):
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, group_sizes={self.group_sizes}, num_logits={self.num_logits}, "
                 f"others_ratio={self.others_ratio}")
+
+
+@register_head("bags")
+def _bags(num_classes: int, instance_counts: Sequence[float] | None = None, image_counts=None, num_images=None, *,
+          bin_edges: Sequence[float] = (10, 100, 1000), others_ratio: float = 8.0) -> DetectionClassification:
+    counts = _need(instance_counts, "instance_counts", "bags", num_classes)
+    return BalancedGroupSoftmax(counts, bin_edges=bin_edges, others_ratio=others_ratio)
