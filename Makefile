@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install fashion-mnist demo test test-fast clean
+.PHONY: install fashion-mnist demo test test-fast lint clean
 
 $(BIN)/longtail: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ demo: install fashion-mnist
 
 test: install
 	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks references
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -28,11 +28,16 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "detection"))
-from lvis_reference import (LVIS_TRAIN_STATS, LVIS_VAL_100, import_reference_lvis, make_detections,  # noqa: E402
-                            make_lvis_val, numpy_aliases)
-
-from longtail.detection.evaluation import METRICS, evaluate_lvis  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: references/
+from longtail.detection.evaluation import LVIS_METRIC_NAMES, evaluate_lvis  # noqa: E402
+from references.lvis_reference import (  # noqa: E402
+    LVIS_TRAIN_STATS,
+    LVIS_VAL_100,
+    import_reference_lvis,
+    make_detections,
+    make_lvis_val,
+    numpy_aliases,
+)
 
 
 def reference(lvis, gt_path: Path, dets: list[dict], iou_type: str) -> dict:
@@ -95,8 +100,8 @@ def main() -> int:
                                    dets_per_image=args.dets_per_image)
             t_ours, ours = timed(lambda d: evaluate_lvis(d, gt_path, iou_type=iou_type), args.repeats, dets)
             t_ref, ref = timed(lambda d: reference(lvis, gt_path, d, iou_type), args.repeats, dets)
-            diff = max(abs(ours[m] - ref[m]) for m in METRICS if not math.isnan(ours[m]))
-            assert all(math.isnan(ours[m]) == (ref[m] == -1) for m in METRICS), (ours, ref)
+            diff = max(abs(ours[m] - ref[m]) for m in LVIS_METRIC_NAMES if not math.isnan(ours[m]))
+            assert all(math.isnan(ours[m]) == (ref[m] == -1) for m in LVIS_METRIC_NAMES), (ours, ref)
             worst = min(worst, t_ref / t_ours)
             print(f"{iou_type:<5} {len(dets):>10} {t_ref:>15.3f} {t_ours:>21.3f} {t_ref / t_ours:>8.1f}x {diff:>11.1e}",
                   flush=True)

@@ -22,8 +22,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from longtail.data import build_dataset
-from longtail.engine import (BackboneFeatureLoader, CachedFeatureLoader, FeatureCache, MetaStepHook,
-                             intra_op_threads, train_one_epoch)
+from longtail.engine import (
+    BackboneFeatureLoader,
+    CachedFeatureLoader,
+    FeatureCache,
+    MetaStepHook,
+    intra_op_threads,
+    train_one_epoch,
+)
 from longtail.losses import BalancedSoftmaxLoss
 from longtail.models import create_model
 from longtail.samplers import MetaDraw, MetaSamplerLogits, RandomSampler

@@ -23,9 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from longtail.cli.bench import load_suite, plan
-from longtail.cli.posthoc import PosthocConfig, run_posthoc
-from longtail.cli.train import run_training
+from longtail.config import PosthocConfig
+from longtail.workflows.bench import load_suite, plan
+from longtail.workflows.posthoc import run_posthoc
+from longtail.workflows.train import run_training
 
 
 def timed(fn) -> float:

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 import longtail.engine.trainer as train_module
-from longtail.cli.bench import load_suite, run_bench
-from longtail.cli.config import ConfigError
 from longtail.cli.main import main
+from longtail.config import ConfigError
+from longtail.workflows.bench import load_suite, run_bench
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["dataset=synthetic_lt", "n_max=30", "dataset_options={image_size: 8, test_per_class: 10}", "epochs=2",
@@ -123,7 +123,7 @@ def test_bad_suites_are_clear_errors(tmp_path, change, message):
 
 def test_shipped_suites_load_and_plan():
     """Every shipped suite parses and every one of its runs builds a valid config."""
-    from longtail.cli.bench import plan
+    from longtail.workflows.bench import plan
 
     for path in sorted((REPO / "configs/suites").glob("*.yaml")):
         suite = load_suite(path)
@@ -149,7 +149,7 @@ def test_a_slice_trains_only_its_runs_and_the_report_covers_the_grid(tmp_path, c
 
 def test_methods_can_run_a_subset_of_the_seeds(tmp_path):
     """`seeds:` on a method: the CIFAR-10-LT suite runs every method at seed 0 and the main three at 0-2."""
-    from longtail.cli.bench import plan
+    from longtail.workflows.bench import plan
 
     ce = {"name": "ce", "label": "CE", "config": str(REPO / "configs/fashion_mnist_lt/ce.yaml")}
     tau = {"name": "tau_norm", "from": "ce", "posthoc": str(REPO / "configs/fashion_mnist_lt/tau_norm.yaml"), "seeds": [0]}

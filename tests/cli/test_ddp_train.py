@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from foundation_helpers import read_metrics, subprocess_env, tiny_args
+from helpers.runs import read_metrics, subprocess_env, tiny_args
 from longtail.cli.main import main
 
 # Runs the real CLI entry point in each process, recording what the engine is given.

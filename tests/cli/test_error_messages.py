@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from foundation_helpers import tiny_args, toy_detection_config
+from helpers.runs import tiny_args, toy_detection_config
 from longtail.cli.main import main
 
 REPO = Path(__file__).parents[2]

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from foundation_helpers import read_metrics
+from helpers.runs import read_metrics
 from longtail.cli.main import main
 from longtail.data import build_dataset, sources
 

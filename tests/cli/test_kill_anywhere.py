@@ -13,8 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from foundation_helpers import (LONGTAIL, read_metrics, run_longtail, subprocess_env, tiny_args, toy_detection_config,
-                                without_timing)
+from helpers.runs import (
+    LONGTAIL,
+    read_metrics,
+    run_longtail,
+    subprocess_env,
+    tiny_args,
+    toy_detection_config,
+    without_timing,
+)
 
 STAGE1 = ["n_max=60", "dataset_options={image_size: 16}", "epochs=4", "warmup_epochs=1"]
 

@@ -4,7 +4,7 @@ Balanced Softmax loss under bf16 autocast stays within bf16 rounding of the floa
 import pytest
 import torch
 
-from foundation_helpers import read_metrics, tiny_args
+from helpers.runs import read_metrics, tiny_args
 from longtail.cli.main import main
 from longtail.losses import BalancedSoftmaxLoss
 

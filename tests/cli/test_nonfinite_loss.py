@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from foundation_helpers import read_metrics, tiny_args
-from longtail.cli import build
+from helpers.runs import read_metrics, tiny_args
 from longtail.cli.main import main
 from longtail.engine import NonFiniteLossError, train_one_epoch
+from longtail.workflows import build
 
 
 def test_huge_learning_rate_stops_the_cli_with_exit_code_2(tmp_path, capsys):

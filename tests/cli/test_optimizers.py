@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from foundation_helpers import read_metrics, tiny_args
-from longtail.cli import build
-from longtail.cli.config import ConfigError, TrainConfig
+from helpers.runs import read_metrics, tiny_args
 from longtail.cli.main import main
+from longtail.config import ConfigError, TrainConfig
 from longtail.models import create_model
+from longtail.workflows import build
 
 
 def test_backbone_and_head_get_their_own_groups():
@@ -49,5 +49,5 @@ def test_bad_optimizer_settings(cfg, message):
 def test_list_keys_explains_the_keys(capsys):
     assert main(["train", "--list-keys"]) == 0
     out = capsys.readouterr().out
-    line = next(l for l in out.splitlines() if l.split()[0] == "backbone_lr")
+    line = next(row for row in out.splitlines() if row.split()[0] == "backbone_lr")
     assert "default None" in line and "separate lr for the backbone" in line

@@ -9,8 +9,16 @@ import time
 import pytest
 import torch
 
-from foundation_helpers import (LONGTAIL, assert_same_weights, load_weights, read_metrics, run_longtail,
-                                subprocess_env, tiny_args, without_timing)
+from helpers.runs import (
+    LONGTAIL,
+    assert_same_weights,
+    load_weights,
+    read_metrics,
+    run_longtail,
+    subprocess_env,
+    tiny_args,
+    without_timing,
+)
 from longtail.cli.main import main
 
 # Bigger than the other tests' runs so that an epoch lasts long enough to be killed inside

@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from foundation_helpers import load_weights, read_metrics, tiny_args, without_timing
-from longtail.cli import train
-from longtail.engine import trainer
+from helpers.runs import load_weights, read_metrics, tiny_args, without_timing
 from longtail.cli.main import main
+from longtail.engine import trainer
+from longtail.workflows import train
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import pytest
 import torch
 import yaml
 
-from foundation_helpers import read_metrics, run_longtail, tiny_args
-from longtail.cli.config import TrainConfig
+from helpers.runs import read_metrics, run_longtail, tiny_args
 from longtail.cli.main import main
+from longtail.config import TrainConfig
 
 SHOT_KEYS = ("top1", "mean_class", "many", "medium", "few", "per_class")
 

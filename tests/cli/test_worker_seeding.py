@@ -4,11 +4,11 @@ resumed at epoch k draws the same augmentations as an uninterrupted one."""
 import torch
 from torch.utils.data import Dataset
 
-from longtail.cli import build
-from longtail.cli.config import TrainConfig
-from longtail.engine.trainer import seed_everything
+from longtail.config import TrainConfig
 from longtail.engine.distributed import DistInfo
+from longtail.engine.trainer import seed_everything
 from longtail.samplers import RandomSampler
+from longtail.workflows import build
 
 
 class RandomAugment(Dataset):

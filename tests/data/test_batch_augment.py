@@ -11,8 +11,15 @@ from torchvision.transforms import InterpolationMode, v2
 
 from longtail.data import ArrayImageDataset
 from longtail.data.array_dataset import collate
-from longtail.data.transforms import (STATS, BatchCifarAugment, Cutout, autoaugment_batch, cifar_batch_transforms,
-                                      cutout_batch, random_crop_batch)
+from longtail.data.transforms import (
+    STATS,
+    BatchCifarAugment,
+    Cutout,
+    autoaugment_batch,
+    cifar_batch_transforms,
+    cutout_batch,
+    random_crop_batch,
+)
 
 
 def coded_images(b: int, h: int = 8, w: int = 8) -> torch.Tensor:
@@ -26,7 +33,6 @@ def test_random_crop_offsets_are_uniform_and_match_the_padded_crop():
     images, padding = coded_images(9000), 2
     out = random_crop_batch(images, padding)
     padded = torch.nn.functional.pad(images, (padding,) * 4)
-    offsets = []
     for i in range(200):  # each output is a window of the zero-padded image
         found = [(dy, dx) for dy, dx in itertools.product(range(2 * padding + 1), repeat=2)
                  if torch.equal(out[i], padded[i, :, dy:dy + 8, dx:dx + 8])]

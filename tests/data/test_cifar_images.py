@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.cifar_stand_in import PIXEL_STEP, png_of, write_stand_in
 from longtail.data import build_dataset, long_tailed_counts
 from longtail.data.cifar_images import CIFAR10_CLASSES, CifarImagesError, load_cifar_images
-
-from cifar_stand_in import PIXEL_STEP, png_of, write_stand_in
 
 REPO = Path(__file__).parents[2]
 # the whole JPEG copy (docs/datasets.md); tests that need it skip where it is absent
@@ -131,8 +130,8 @@ CIFAR10_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").gl
 
 @pytest.mark.parametrize("config", [c for c in CIFAR10_CONFIGS if "posthoc" not in c and "tau_norm" not in c])
 def test_shipped_cifar10_configs_build_their_dataset(stand_in, config):
-    from longtail.cli import build
-    from longtail.cli.config import TrainConfig, load_config
+    from longtail.config import TrainConfig, load_config
+    from longtail.workflows import build
 
     cfg = load_config(TrainConfig, REPO / config, [f"data_root={stand_in}"])
     data = build.build_data(cfg)
@@ -145,8 +144,7 @@ def test_shipped_cifar10_configs_build_their_dataset(stand_in, config):
 
 @pytest.mark.parametrize("config", [c for c in CIFAR10_CONFIGS if "posthoc" in c or "tau_norm" in c])
 def test_shipped_cifar10_posthoc_configs_load(config):
-    from longtail.cli.config import load_config
-    from longtail.cli.posthoc import PosthocConfig
+    from longtail.config import PosthocConfig, load_config
 
     cfg = load_config(PosthocConfig, REPO / config)
     assert cfg.method in ("logit_adjust", "tau_norm")
@@ -159,8 +157,8 @@ def stand_in_100(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("config", sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").glob("cifar100_lt/*.yaml")))
 def test_shipped_cifar100_configs_build_their_dataset(stand_in_100, config):
-    from longtail.cli import build
-    from longtail.cli.config import TrainConfig, load_config
+    from longtail.config import TrainConfig, load_config
+    from longtail.workflows import build
 
     cfg = load_config(TrainConfig, REPO / config, [f"data_root={stand_in_100}"])
     data = build.build_data(cfg)
@@ -205,10 +203,10 @@ def test_real_images_train_end_to_end_through_the_cli(tmp_path):
 
 def test_a_packed_long_tailed_copy_reads_back_as_the_same_subset(tmp_path):
     """write_long_tailed_copy keeps the chosen files byte for byte; presampled=true takes them as they are."""
+    import io
+
     from longtail.data import long_tailed_split
     from longtail.data.cifar_images import write_long_tailed_copy
-
-    import io
 
     # pixel value 4 * file number + class % 4: distinct within a class, so the multisets below pin the files
     source = tmp_path / "src.tar"

@@ -5,10 +5,10 @@ import os
 
 import pytest
 
+from helpers.lt_image_tree import write_jpeg
 from longtail.cli.main import main
 from longtail.data.check import check_split, find_missing, find_unreadable, first_few
 from longtail.data.split_file import SplitFileDataset
-from lt_image_tree import write_jpeg
 
 
 def test_find_missing_keeps_list_order_and_handles_missing_folders(tmp_path):

@@ -6,9 +6,9 @@ from collections import Counter
 import pytest
 import torch
 
+from helpers.lt_image_tree import write_jpeg
 from longtail.data import DatasetNotFoundError, build_dataset
 from longtail.data.image_folder import load_image_folders, split_off_val
-from lt_image_tree import write_jpeg
 
 COUNTS = {"cat": 9, "ant": 1, "dog": 3, "eel": 20}  # sorted class order: ant, cat, dog, eel
 

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from longtail.cli.build import check_options
-from longtail.cli.config import TrainConfig, load_config
 from longtail.cli.main import main
+from longtail.config import TrainConfig, load_config
 from longtail.data import DATASETS
 from longtail.models import MODELS
+from longtail.workflows.build import check_options
 
 CONFIGS = [str(Path(__file__).parents[2] / "configs" / name) for name in (
     "imagenet_lt/ce_resnet10.yaml", "imagenet_lt/ce_resnext50.yaml", "places_lt/ce_resnet152.yaml",

@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
+from helpers.lt_image_tree import build_places_tree
 from longtail.cli.main import main
 from longtail.evaluation import shot_groups
-from lt_image_tree import build_places_tree
 
 
 def test_data_stats_shows_the_published_places_lt_split(capsys):

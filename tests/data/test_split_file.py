@@ -9,11 +9,18 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from helpers.lt_image_tree import write_jpeg
 from longtail.data import DatasetNotFoundError, build_dataset
-from longtail.data.split_file import (ImageLoadError, MissingImagesError, SplitFileDataset, class_names_from_paths,
-                                      find_split_file, read_split_file, shipped_split_dir)
+from longtail.data.split_file import (
+    ImageLoadError,
+    MissingImagesError,
+    SplitFileDataset,
+    class_names_from_paths,
+    find_split_file,
+    read_split_file,
+    shipped_split_dir,
+)
 from longtail.evaluation import shot_groups
-from lt_image_tree import write_jpeg
 
 
 def test_read_split_file_parses_paths_and_labels(tmp_path):

@@ -6,6 +6,7 @@ import torch
 from longtail.detection import BalancedGroupSoftmax, create_head
 from longtail.detection.heads.bags import bags_group_of, sample_group_rois
 
+
 def _instance_counts(version: str) -> list[int]:
     from longtail.detection.lvis import load_lvis_category_stats  # the statistics shipped in the package
 

@@ -2,9 +2,8 @@ import json
 
 import pytest
 
+from helpers.toy_detection import write_toy_lvis
 from longtail.cli.main import main
-
-from conftest import write_toy_lvis  # noqa: E402  (tests/detection is on sys.path: pytest rootdir import)
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +109,8 @@ def test_shipped_suites_are_valid():
     and the fixed-lr suite's configs carry lrs from suite_embedded.yaml's sweep grids."""
     from pathlib import Path
 
-    from longtail.cli.config import load_config
-    from longtail.cli.detect import DetectConfig
-    from longtail.cli.detect_suite import plan_suite
+    from longtail.config import DetectConfig, load_config
+    from longtail.workflows.detect_suite import plan_suite
 
     configs = Path(__file__).resolve().parents[2] / "configs" / "detection"
     suites = sorted(configs.glob("suite_*.yaml"))

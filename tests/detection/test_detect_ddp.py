@@ -12,7 +12,8 @@ import textwrap
 import pytest
 import torch
 
-from conftest import write_toy_lvis  # noqa: E402  (tests/detection is on sys.path: pytest rootdir import)
+from helpers.runs import subprocess_env
+from helpers.toy_detection import write_toy_lvis
 from longtail.cli.main import main
 
 # Runs the real CLI entry point once per argument list in each process, recording what the training
@@ -137,7 +138,7 @@ def test_meta_reweighter_gradient_under_ddp_is_the_global_one(tmp_path):
     script.write_text(META_RUN)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
            str(tmp_path), os.path.dirname(__file__)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = subprocess_env()  # tests/ on the path: the script imports this module and its helpers
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
@@ -181,7 +182,7 @@ def test_two_process_stage1_and_balms_stage2(tmp_path, capsys):
              str(tmp_path / "table.json")]]
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env = subprocess_env()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(probe), str(tmp_path), json.dumps(runs)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

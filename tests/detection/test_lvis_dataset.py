@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from longtail.detection.lvis import CategoryStats, LvisDetection, collate_detection, load_lvis_category_stats
 from longtail.detection.synthetic import make_synthetic_lvis
-from lvis_reference import LVIS_VAL_100
+from references.lvis_reference import LVIS_VAL_100
 
 
 @pytest.fixture(scope="module")

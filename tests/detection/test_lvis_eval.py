@@ -11,11 +11,18 @@ import pytest
 import torch
 
 from longtail.detection.evaluation import LVIS_METRIC_NAMES, evaluate_lvis, limit_detections_per_image, to_lvis_results
-from lvis_reference import (LVIS_TRAIN_STATS, LVIS_VAL_100, import_reference_lvis, make_detections, make_lvis_val,
-                             reference_lvis_eval)
+from references.lvis_reference import (
+    LVIS_TRAIN_STATS,
+    LVIS_VAL_100,
+    import_reference_lvis,
+    make_detections,
+    make_lvis_val,
+    reference_lvis_eval,
+)
 
 needs_val = pytest.mark.skipif(not LVIS_VAL_100.exists(), reason=f"real LVIS annotations not found at {LVIS_VAL_100} "
-                               "(it ships as tests/detection/data/lvis_v0.5_val_100.json.gz; LONGTAIL_LVIS_VAL_100 points elsewhere)")
+                               "(it ships as references/data/lvis_v0.5_val_100.json.gz; "
+                               "LONGTAIL_LVIS_VAL_100 points elsewhere)")
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from longtail.cli.config import load_config
-from longtail.cli.detect import DetectConfig, run_detection_training
+from longtail.config import DetectConfig, load_config
+from longtail.workflows.detect import run_detection_training
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "configs" / "detection").glob("lvis_*.yaml"))

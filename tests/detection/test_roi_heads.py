@@ -4,12 +4,22 @@ import pytest
 import torch
 from torchvision.models.detection.roi_heads import RoIHeads
 
-from longtail.detection import BalancedGroupSoftmax, LongTailRoIHeads, MetaReweighter, create_detector, reset_class_logits
+from longtail.detection import (
+    BalancedGroupSoftmax,
+    LongTailRoIHeads,
+    MetaReweighter,
+    create_detector,
+    reset_class_logits,
+)
 from longtail.detection.heads.balms import class_balanced_image_weights
 from longtail.detection.lvis import collate_detection as collate
-from longtail.detection.train import (decoupled_train_one_epoch, freeze_all_but_class_logits, predict,
-                                      roi_training_features, train_one_epoch)
-
+from longtail.detection.train import (
+    decoupled_train_one_epoch,
+    freeze_all_but_class_logits,
+    predict,
+    roi_training_features,
+    train_one_epoch,
+)
 
 NUM_CLASSES = 5
 INSTANCE_COUNTS = [300, 40, 5, 2000, 3]

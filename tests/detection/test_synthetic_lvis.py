@@ -11,12 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from longtail.cli.detect_data import PRESET_NAMES
 from longtail.cli.main import main
 from longtail.data.sources import DatasetNotFoundError, default_data_root, load_fashion_mnist
 from longtail.detection.lvis import frequency_of, load_lvis_category_stats, polygons_to_mask
-from longtail.detection.synthetic import (PRESETS, TINTS, class_table, lvis_profile_counts, make_synthetic_lvis,
-                                         suggested_bin_edges)
+from longtail.detection.synthetic import (
+    PRESETS,
+    TINTS,
+    class_table,
+    lvis_profile_counts,
+    make_synthetic_lvis,
+    suggested_bin_edges,
+)
+from longtail.workflows.detect_data import PRESET_NAMES
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from longtail.engine import (BackboneFeatureLoader, CachedFeatureLoader, FeatureCache, MetaFeatureLoader,
-                             MetaStepHook, intra_op_threads)
+from longtail.engine import (
+    BackboneFeatureLoader,
+    CachedFeatureLoader,
+    FeatureCache,
+    MetaFeatureLoader,
+    MetaStepHook,
+    intra_op_threads,
+)
 from longtail.losses import BalancedSoftmaxLoss
 from longtail.samplers import ClassBalancedSampler, MetaSampler, MetaSamplerLogits
 

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers.runs import LONGTAIL, read_metrics, subprocess_env, tiny_args  # noqa: E402
 from longtail.engine.run_dir import LOCK, REPLACED, RunDirectory, RunDirError, RunDirInUseError
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "cli"))
-from foundation_helpers import LONGTAIL, read_metrics, subprocess_env, tiny_args  # noqa: E402
 
 FILES = ("checkpoint.pt", "best.pt", "metrics.json", "config.yaml", "tb")
 

@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from longtail.evaluation import (calibration_by_group, confusion_matrix, expected_calibration_error,
-                                 precision_recall, score_logits, topk_accuracy, write_prediction_reports)
+from longtail.evaluation import (
+    calibration_by_group,
+    confusion_matrix,
+    expected_calibration_error,
+    precision_recall,
+    score_logits,
+    topk_accuracy,
+    write_prediction_reports,
+)
 
 
 def naive_ece(logits, targets, bins=15):

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
+from helpers.loss_reference import assert_same_gradient
 from longtail.losses import ClassBalancedLoss, class_balanced_loss, create_loss, effective_number_weights
-from loss_reference import assert_same_gradient
 
 COUNTS = [1000.0, 250.0, 40.0, 9.0, 2.0]
 

@@ -4,8 +4,8 @@
 import pytest
 import torch
 
+from helpers.loss_reference import assert_same_gradient
 from longtail.losses import CrossEntropyLoss, EqualizationLoss, rare_class_mask, softmax_eql_loss
-from loss_reference import assert_same_gradient
 
 COUNTS = [700.0, 200.0, 60.0, 25.0, 15.0]  # frequencies 0.7, 0.2, 0.06, 0.025, 0.015
 THRESHOLD = 0.05  # the last two classes are rare

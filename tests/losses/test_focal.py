@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from helpers.loss_reference import assert_same_gradient
 from longtail.losses import CrossEntropyLoss, FocalLoss, create_loss, focal_loss
-from loss_reference import assert_same_gradient
 
 COUNTS = [300.0, 90.0, 20.0, 4.0]
 

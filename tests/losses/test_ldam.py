@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
+from helpers.loss_reference import assert_same_gradient
 from longtail.losses import LDAMLoss, create_loss, effective_number_weights, ldam_loss, ldam_margins
-from loss_reference import assert_same_gradient
 
 COUNTS = [800.0, 200.0, 50.0, 12.0, 3.0]
 

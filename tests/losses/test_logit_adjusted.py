@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from helpers.loss_reference import assert_same_gradient
 from longtail.losses import BalancedSoftmaxLoss, LogitAdjustedLoss, create_loss, logit_adjusted_loss
-from loss_reference import assert_same_gradient
 
 COUNTS = [640.0, 160.0, 40.0, 10.0]
 

@@ -7,7 +7,8 @@ import torch
 from longtail.samplers import SquareRootSampler, class_probabilities, create_sampler
 
 COUNTS = [400, 100, 25, 9, 1]
-LABELS = torch.repeat_interleave(torch.arange(5), torch.tensor(COUNTS))[torch.randperm(535, generator=torch.Generator().manual_seed(0))]
+LABELS = torch.repeat_interleave(torch.arange(5), torch.tensor(COUNTS))[
+    torch.randperm(535, generator=torch.Generator().manual_seed(0))]
 
 
 def test_class_probabilities_formula():

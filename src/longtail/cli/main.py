@@ -9,11 +9,11 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
+from ..config import ConfigError, TrainConfig, describe_keys
 from ..data.sources import DatasetNotFoundError
 from ..data.split_file import ImageLoadError
 from ..engine import CheckpointError, NonFiniteLossError
 from ..engine.run_dir import RunDirInUseError
-from .config import ConfigError, TrainConfig, describe_keys
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -70,7 +70,8 @@ def _add_data(sub) -> None:
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the main job: methods side by side on Fashion-MNIST-LT (IF 100)")
     p.add_argument("--output-dir", default="runs/demo")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to average over (default 0 1 2: about 8 minutes on 2 CPU cores)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="seeds to average over (default 0 1 2: about 8 minutes on 2 CPU cores)")
     p.add_argument("--epochs", type=int, default=None, help="override the configs' epochs (quick try: 3)")
     p.add_argument("--configs", default=None, help="folder of the demo configs (default: configs/fashion_mnist_lt)")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run")
@@ -106,7 +107,7 @@ def _add_detect(sub) -> None:
     c.add_argument("--split", choices=("val", "test"), default=None,
                    help="for run directories: the split to tabulate (default: test when every run has it)")
     c.add_argument("--quiet", action="store_true", help="no per-epoch lines")
-    from .detect_data import add_make_data_parser
+    from ..workflows.detect_data import add_make_data_parser
     add_make_data_parser(dsub)
 
 
@@ -160,6 +161,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def run_detect_command(args) -> None:
+    """Dispatch of `longtail detect train | eval | compare`."""
+    from ..config import DetectConfig, load_config
+    from ..workflows.detect import run_detection_eval, run_detection_training
+
+    if args.detect_command == "train":
+        if args.list_keys:
+            print(describe_keys(DetectConfig))
+            return
+        if args.config is None:
+            raise ConfigError("give a config file, e.g. longtail detect train configs/detection/embedded_stage1.yaml")
+        config, overrides = args.config, list(args.overrides)
+        if "=" in config:  # no file, only overrides
+            overrides, config = [config] + overrides, None
+        run_detection_training(load_config(DetectConfig, config, overrides), resume=args.resume,
+                               overwrite=args.overwrite, quiet=args.quiet)
+    elif args.detect_command == "eval":
+        run_detection_eval(args.run, split=args.split, test_json=args.test_json, max_dets=args.max_dets,
+                           device=args.device, as_json=args.json, save=args.save)
+    elif args.detect_command == "compare":
+        from ..workflows.detect_suite import run_compare
+
+        run_compare(args.targets, overrides=args.overrides, quiet=args.quiet, json_out=args.json_out, split=args.split)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -169,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             if args.config is None:
                 raise ConfigError("give a config file, e.g. longtail train configs/fashion_mnist_lt/ce.yaml")
-            from .config import load_config
-            from .train import run_training
+            from ..config import load_config
+            from ..workflows.train import run_training
             config = args.config
             overrides = list(args.overrides)
             if "=" in config:  # no file, only overrides
@@ -178,43 +204,42 @@ def main(argv: list[str] | None = None) -> int:
             run_training(load_config(TrainConfig, config, overrides), resume=args.resume, overwrite=args.overwrite,
                          quiet=args.quiet)
         elif args.command == "eval":
-            from .evaluate import run_eval
+            from ..workflows.evaluate import run_eval
             run_eval(args.target, split=args.split, device=args.device, as_json=args.json)
         elif args.command == "predict":
-            from .predict import run_predict
+            from ..workflows.predict import run_predict
             run_predict(args.target, args.inputs, out=args.out, root=args.root, top_k=args.top_k, prior=args.prior,
                         batch_size=args.batch_size, device=args.device)
         elif args.command == "export":
-            from .export import run_export
+            from ..workflows.export import run_export
             run_export(args.target, args.out)
         elif args.command == "data":
-            from .data import run_check, run_stats
+            from ..workflows.data import run_check, run_stats
             if args.data_command == "check":
                 report = run_check(args.dataset, args.overrides, workers=args.workers, exists_only=args.exists_only,
                                    limit=args.limit)
                 return 0 if report["ok"] else 1
             run_stats(args.dataset, args.overrides, plot=args.plot)
         elif args.command == "detect" and args.detect_command == "make-data":
-            from .detect_data import run_make_data
+            from ..workflows.detect_data import run_make_data
             run_make_data(args)
         elif args.command == "detect":
-            from .detect import run_detect_command
             run_detect_command(args)
         elif args.command == "bench":
-            from .bench import run_bench
+            from ..workflows.bench import run_bench
             summary = run_bench(args.suite, output_dir=args.output_dir, overrides=tuple(args.overrides),
                                 verbose=args.verbose, report_only=args.report_only,
                                 only_factors=args.imbalance_factors, only_seeds=args.seeds)
             return 1 if summary["failed"] else 0
         elif args.command == "posthoc":
-            from .config import load_config
-            from .posthoc import PosthocConfig, run_posthoc
+            from ..config import PosthocConfig, load_config
+            from ..workflows.posthoc import run_posthoc
             config, overrides = args.config, list(args.overrides)
             if "=" in config:  # no file, only overrides
                 overrides, config = [config] + overrides, None
             run_posthoc(load_config(PosthocConfig, config, overrides), quiet=args.quiet)
         elif args.command == "demo":
-            from .demo import run_demo
+            from ..workflows.demo import run_demo
             run_demo(args.output_dir, seeds=args.seeds, epochs=args.epochs, configs=args.configs,
                      overrides=args.overrides)
         return 0

@@ -11,11 +11,10 @@ missing class, an empty class or an image that is not 32x32 is an error naming w
 from __future__ import annotations
 
 import functools
+import io
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-
-import io
 
 import numpy as np
 import torch

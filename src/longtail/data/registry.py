@@ -240,7 +240,8 @@ def places_lt(root: str | Path | None = None, split_dir: str | Path | None = Non
     shipped ones. ``seed`` is unused (the lists fix the splits)."""
     files = {"train": "Places_LT_train.txt", "val": "Places_LT_val.txt", "test": "Places_LT_test.txt"}
     return _from_split_lists("places_lt", root, files, split_dir=split_dir, shipped="places_lt", check_files=check_files,
-                             num_classes=num_classes, transform_factory=transforms.imagenet_transforms, augment=augment, image_size=image_size)
+                             num_classes=num_classes, transform_factory=transforms.imagenet_transforms, augment=augment,
+                             image_size=image_size)
 
 
 IMAGENET_LT_TRAIN_HINT = (

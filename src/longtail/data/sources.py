@@ -87,7 +87,8 @@ def load_cifar(root: Path, num_classes: int, train: bool, download: bool = False
         ds = cls(str(root), train=train, download=download)
     except Exception as err:
         raise DatasetNotFoundError(
-            f"CIFAR-{num_classes} is not in {root} (torchvision: {str(err).split('.')[0]}). Point data_root at torchvision's CIFAR folder (with "
+            f"CIFAR-{num_classes} is not in {root} (torchvision: {str(err).split('.')[0]}). "
+            f"Point data_root at torchvision's CIFAR folder (with "
             f"cifar-{num_classes}-python.tar.gz extracted into it), at a tar or folder of train/<class>/*.jpg and "
             f"test/<class>/*.jpg images, or set download=true on a machine with internet access.") from err
     return torch.from_numpy(ds.data), torch.as_tensor(ds.targets, dtype=torch.int64), list(ds.classes)

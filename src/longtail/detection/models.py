@@ -180,10 +180,23 @@ def create_detector(arch: str = "fasterrcnn", *, num_classes: int, head: str | D
         model = (MaskRCNN if arch == "maskrcnn" else FasterRCNN)(**parts)
     else:
         model = _resnet50_fpn(arch, num_classes, backbone_weights_path, **detector_kwargs)
-    model.roi_heads = LongTailRoIHeads.replacing(model.roi_heads, head)
-    reset_class_logits(model)
+    with_long_tail_head(model, head)
     if weights_path is not None:
         load_detector_weights(model, weights_path)
+    return model
+
+
+def with_long_tail_head(model: nn.Module, head: DetectionClassification) -> nn.Module:
+    """Give any torchvision Faster / Mask R-CNN (built for ``head.num_classes + 1`` classes, background
+    included) the long-tail classification ``head``: its RoI heads become a :class:`LongTailRoIHeads`
+    with the same parts and settings, and its class-logit layer is re-created with ``head.num_logits``
+    outputs. Returns the model (changed in place)."""
+    predictor = model.roi_heads.box_predictor
+    if predictor.bbox_pred.out_features != 4 * (head.num_classes + 1):
+        raise ValueError(f"the detector predicts boxes for {predictor.bbox_pred.out_features // 4} classes, the head "
+                         f"has {head.num_classes} + background: build it with num_classes={head.num_classes + 1}")
+    model.roi_heads = LongTailRoIHeads.replacing(model.roi_heads, head)
+    reset_class_logits(model)
     return model
 
 

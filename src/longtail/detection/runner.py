@@ -217,6 +217,7 @@ def evaluate_detector(model: nn.Module, dataset: LvisDetection, ground_truth: st
                       max_images: int | None = None, device: torch.device | None = None) -> dict[str, Any]:
     """LVIS bbox (and segm with ``with_masks``, for Mask R-CNN) metrics of ``model`` on ``dataset``, whose
     annotations are ``ground_truth`` (the LVIS json or its dict); ``max_images``: the first N images only.
+    Returns ``{"bbox": {AP, AP50, ..., APr, APc, APf}, ["segm": ...], "num_images", "num_detections", "seconds"}``.
 
     Under torchrun it is a collective: each rank predicts every W-th image, rank 0 gathers the results
     and evaluates, and every rank returns the metrics."""
@@ -243,6 +244,7 @@ def evaluate_detector(model: nn.Module, dataset: LvisDetection, ground_truth: st
     if with_masks:
         out["segm"] = evaluate_lvis(results, gt, iou_type="segm", max_dets=max_dets)
     out["num_images"] = len(subset)
+    out["num_detections"] = len(results)  # scored, before the evaluator's per-image cap
     out["seconds"] = time.perf_counter() - start
     return dist_utils.broadcast_object(out) if distributed else out
 

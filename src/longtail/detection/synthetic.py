@@ -234,7 +234,8 @@ def make_synthetic_lvis(out_dir: str | Path, *, size: str = "default", scale: fl
                         data_root: str | Path | None = None) -> dict[str, Any]:
     """Write ``out_dir/lvis_{train,val,test}.json`` and the images under ``train/``, ``val/`` and ``test/``;
     the same arguments give the same files (and the train and val splits of a generator without the test
-    split: test is drawn last, from Fashion-MNIST test items that val did not use). ``size``: a :data:`PRESETS` name; ``scale`` overrides its
+    split: test is drawn last, from Fashion-MNIST test items that val did not use).
+    ``size``: a :data:`PRESETS` name; ``scale`` overrides its
     instance-count divisor. Returns a summary (class, image and instance counts; r/c/f group and
     BAGS bin sizes), also written to ``out_dir/summary.json``."""
     if size not in PRESETS:

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from ..engine import distributed as dist_utils
-from ..engine.loop import NonFiniteLossError
-from .roi_heads import LongTailRoIHeads
+from ..engine.loop import optimizer_step, stop_if_not_finite
 from .heads.balms import MetaReweighter, meta_reweight_step
+from .roi_heads import LongTailRoIHeads
 
 Batch = tuple[Sequence[Tensor], Sequence[dict[str, Tensor]]]
 
@@ -38,12 +38,10 @@ def _to(images, targets, device: torch.device):
 
 
 def _check_finite(total: Tensor, losses: dict[str, Tensor], epoch: int, step: int) -> None:
-    # a collective under DDP: every rank raises together instead of the others hanging in the next all-reduce
-    if dist_utils.any_rank(not bool(torch.isfinite(total)), total.device):
-        terms = {k: float(v.detach()) for k, v in losses.items()}
-        raise NonFiniteLossError(f"non-finite detection loss at epoch {epoch}, step {step} (on some rank); terms "
-                                 f"on this rank: {terms}. Lower the learning rate or check the boxes (degenerate "
-                                 "boxes give NaN regression targets).")
+    stop_if_not_finite(total, lambda: (
+        f"non-finite detection loss at epoch {epoch}, step {step} (on some rank); terms on this rank: "
+        f"{ {k: float(v.detach()) for k, v in losses.items()} }. Lower the learning rate or check the boxes "
+        "(degenerate boxes give NaN regression targets)."))
 
 
 def _mean_over_ranks(sums: dict[str, float], steps: int, device: torch.device) -> dict[str, float]:
@@ -67,13 +65,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.
         losses = model(images, targets)
         total = sum(losses.values())
         _check_finite(total, losses, epoch, step)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if max_grad_norm is not None:
-            nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        optimizer_step(total, optimizer, scheduler, parameters=[p for p in model.parameters() if p.requires_grad],
+                       max_grad_norm=max_grad_norm)
         steps += 1
         losses["loss"] = total
         for k, v in losses.items():
@@ -144,12 +137,8 @@ def decoupled_train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimiz
             kwargs["class_weights"] = reweighter().detach()
         loss = head.loss(layer(feats), labels, **kwargs)
         _check_finite(loss, {"loss_classifier": loss}, epoch, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        dist_utils.average_gradients(layer.parameters())  # no DDP forward here: average over ranks explicitly
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        # no DDP forward here: the gradients are averaged over ranks explicitly
+        optimizer_step(loss, optimizer, scheduler, before_step=lambda: dist_utils.average_gradients(layer.parameters()))
         steps += 1
         sums["loss"] += float(loss.detach())
         if progress is not None:

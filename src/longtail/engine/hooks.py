@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from .trainer import Trainer
 
 
 class Hook:
     """Called by the trainer at fixed points of a run; every method defaults to doing nothing."""
 
-    def before_train(self, trainer: "Trainer") -> None:
-        """Once, after a resume restored the state and before the first epoch runs."""
+    def before_train(self, trainer: Any) -> None:
+        """Once, after a resume restored the state and before the first epoch runs; ``trainer`` is the
+        :class:`~longtail.engine.trainer.Trainer` (its optimiser and loss, e.g.)."""
 
     def before_epoch(self, epoch: int) -> None:
         """Before epoch ``epoch`` (counting from 0), after every RNG was re-seeded for it."""

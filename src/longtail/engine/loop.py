@@ -1,4 +1,5 @@
-"""The training engine: two plain functions, ``train_one_epoch`` and ``evaluate``.
+"""The training engine: plain functions, ``train_one_epoch``, ``predict`` and ``evaluate``, and the step
+skeleton every training loop shares (:func:`optimizer_step`, :func:`stop_if_not_finite`).
 
 ``train_one_epoch`` sums the loss dict, stops on a non-finite loss with a message naming the step
 (on every rank at once, so DDP does not hang), and reduces losses across ranks only for logging.
@@ -59,28 +60,14 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimiz
             losses = _as_loss_dict(loss_fn(model(inputs), targets))
         losses = {k: v.float() for k, v in losses.items()}
         total = sum(losses.values())
-        if dist_utils.any_rank(not bool(torch.isfinite(total)), device):
-            raise NonFiniteLossError(
-                f"non-finite training loss ({float(total.detach()):.4g} on this rank) at epoch {epoch + 1}, "
-                f"step {step + 1}/{num_batches} (counting from 1, as the progress log does; global step "
-                f"{global_step}); terms: { {k: float(v.detach()) for k, v in losses.items()} }. "
-                "The last checkpoint is intact. Lower the learning rate, check the inputs for NaN, or "
-                "check the class counts given to the loss.")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(total).backward()
-            if max_grad_norm is not None:
-                scaler.unscale_(optimizer)  # clip the true gradients
-                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            total.backward()
-            if max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        stop_if_not_finite(total, lambda: (
+            f"non-finite training loss ({float(total.detach()):.4g} on this rank) at epoch {epoch + 1}, "
+            f"step {step + 1}/{num_batches} (counting from 1, as the progress log does; global step "
+            f"{global_step}); terms: { {k: float(v.detach()) for k, v in losses.items()} }. "
+            "The last checkpoint is intact. Lower the learning rate, check the inputs for NaN, or "
+            "check the class counts given to the loss."))
+        optimizer_step(total, optimizer, scheduler, parameters=model.parameters(), max_grad_norm=max_grad_norm,
+                       scaler=scaler)
         n = targets.shape[0]
         seen += n
         steps += 1
@@ -91,6 +78,43 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimiz
     stats = {k: v / max(seen, 1) for k, v in sums.items()}
     reduced = {k: float(dist_utils.all_reduce_mean(torch.tensor(v, device=device))) for k, v in stats.items()}
     return {**reduced, "samples": seen, "steps": steps, "seconds": time.perf_counter() - start}
+
+
+def stop_if_not_finite(total: Tensor, message: Callable[[], str]) -> None:
+    """Raise :class:`NonFiniteLossError` with ``message()`` when ``total`` is NaN or inf on any rank (a
+    collective under DDP: every rank stops at the same step instead of the others hanging in the next
+    all-reduce)."""
+    if dist_utils.any_rank(not bool(torch.isfinite(total)), total.device):
+        raise NonFiniteLossError(message())
+
+
+def optimizer_step(total: Tensor, optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *,
+                   parameters: Iterable[Tensor] | None = None, max_grad_norm: float | None = None,
+                   scaler: "torch.amp.GradScaler | None" = None, before_step: Callable[[], None] | None = None) -> None:
+    """The step every training loop of longtail takes (classification, detection end to end and decoupled):
+    zero the gradients, backpropagate ``total`` (scaled by ``scaler`` for float16), run ``before_step``
+    (e.g. averaging gradients over ranks without DDP), clip the gradient norm of ``parameters`` to
+    ``max_grad_norm`` (the true, unscaled gradients), step the optimiser (the scaler skips a step whose
+    gradients overflowed) and the per-iteration schedule."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(total).backward()
+    else:
+        total.backward()
+    if before_step is not None:
+        before_step()
+    if max_grad_norm is not None:
+        if scaler is not None:
+            scaler.unscale_(optimizer)  # clip the true gradients
+        nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
 
 
 def _to_device(inputs: Tensor, device: torch.device, memory_format: torch.memory_format) -> Tensor:

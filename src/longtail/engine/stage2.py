@@ -16,7 +16,7 @@ import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -26,13 +26,16 @@ from ..data.loaders import train_loader
 from ..samplers import ClassBalancedSampler, MetaSampler, MetaSamplerLogits, SequentialShardSampler
 from .checkpoint import CheckpointError, load_checkpoint
 from .distributed import DistInfo
-from .features import (BackboneFeatureLoader, CachedFeatureLoader, FeatureCache, ImageFetcher, MetaFeatureLoader,
-                       intra_op_threads)
+from .features import (
+    BackboneFeatureLoader,
+    CachedFeatureLoader,
+    FeatureCache,
+    ImageFetcher,
+    MetaFeatureLoader,
+    intra_op_threads,
+)
 from .hooks import Hook
 from .meta import MetaStepHook
-
-if TYPE_CHECKING:
-    from .trainer import Trainer
 
 META_SEED_OFFSET = 100_003  # the meta stream gets its own generator, independent of the training draws
 META_SETS = ("val", "train")
@@ -99,12 +102,12 @@ class DecoupledStage2(Hook):
     notes: dict = field(default_factory=dict)
 
     # --- hook -----------------------------------------------------------------------------------------
-    def before_train(self, trainer: "Trainer") -> None:
+    def before_train(self, trainer: Any) -> None:
         if self.meta is not None:
             self.meta.step = meta_step(self, trainer.optimizer, trainer.loss_fn)
 
     def before_epoch(self, epoch: int) -> None:
-        # the trainer already set the (meta) sampler's epoch; the cache view and the meta stream follow it
+        self.sampler.set_epoch(epoch)  # (the trainer may have set it too: setting an epoch twice is harmless)
         if self.cache is not None:
             self.cache.set_epoch(epoch)
         if self.meta is not None:

@@ -18,8 +18,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .base import (ClassCountLoss, Reduction, as_class_counts, check_logits_target, check_reduction,
-                   reduce_loss)
+from .base import ClassCountLoss, Reduction, as_class_counts, check_logits_target, check_reduction, reduce_loss
 from .focal import check_gamma, focal_per_sample
 from .registry import register_loss
 

@@ -36,7 +36,6 @@ def resnet8_small(num_classes: int, in_channels: int = 1) -> Classifier:
 
 
 def _torchvision_backbone(arch: str, in_channels: int, weights_path: str | None) -> tuple[nn.Module, int]:
-    import torch
     import torchvision
     from torchvision.models.resnet import BasicBlock, ResNet
 

@@ -4,11 +4,11 @@
 from .base import RandomSampler, SequentialShardSampler, ShardedSampler, as_labels
 from .class_balanced import ClassBalancedSampler, ClassIndex
 from .meta import MetaDraw, MetaSampler, MetaSamplerLogits
-from .weighted import WeightedSampler, class_power_weights
 from .progressive import ProgressivelyBalancedSampler
-from .repeat_factor import RepeatFactorSampler, category_repeat_factors, lvis_repeat_factors
 from .registry import SAMPLERS, create_sampler, register_sampler
+from .repeat_factor import RepeatFactorSampler, category_repeat_factors, lvis_repeat_factors
 from .square_root import ClassProbabilitySampler, SquareRootSampler, class_probabilities
+from .weighted import WeightedSampler, class_power_weights
 
 __all__ = ["RandomSampler", "SequentialShardSampler", "ShardedSampler", "as_labels", "SAMPLERS",
            "create_sampler", "register_sampler", "ClassBalancedSampler", "ClassIndex", "MetaDraw", "MetaSampler",

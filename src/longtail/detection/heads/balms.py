@@ -25,7 +25,6 @@ from torch import Tensor, nn
 from ...engine import distributed as dist_utils
 from ...engine.meta import meta_gradient_over_ranks, sgd_lookahead_of
 from ..lvis import collate_detection
-
 from .base import DetectionClassification, _need, register_head
 
 

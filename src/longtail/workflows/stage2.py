@@ -9,12 +9,12 @@ from pathlib import Path
 import torch
 import yaml
 
+from ..config import ConfigError, TrainConfig
 from ..data import LongTailedData
 from ..engine.checkpoint import load_checkpoint
 from ..engine.distributed import DistInfo
 from ..engine.stage2 import DecoupledStage2, Stage2Options, decoupled_stage2, load_stage1
 from . import build
-from .config import ConfigError, TrainConfig
 
 
 def stage1_weights(init_from: str | Path) -> Path:

@@ -10,10 +10,8 @@ import math
 import statistics
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .bench import Run, Suite
+from .suite import Run, Suite
 
 # (metrics.json test key, column title); "overall" is the mean per-class accuracy (= top-1 on a
 # balanced test set), the number the literature reports
@@ -35,7 +33,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise(suite: "Suite", runs: list["Run"]) -> list[dict]:
+def summarise(suite: Suite, runs: list[Run]) -> list[dict]:
     """One row per (imbalance factor, method): seeds finished, mean / std (sample std, in %) of each
     metric, mean per-class accuracy, and the training counts."""
     rows = []
@@ -67,10 +65,11 @@ def _cell(v: dict, best: bool, seeds: int) -> str:
     return f"**{text}**" if best else text
 
 
-def markdown(suite: "Suite", rows: list[dict], finished: int, total: int) -> str:
+def markdown(suite: Suite, rows: list[dict], finished: int, total: int) -> str:
     lines = [f"# {suite.title}", "",
              f"Test accuracy (%), mean ± sample std over seeds (the mean alone for one seed); ECE: expected calibration "
-             f"error (%, 15 bins, lower is better; - for runs made before longtail measured it); overall = mean per-class accuracy (the test set is "
+             f"error (%, 15 bins, lower is better; - for runs made before longtail measured it); "
+             f"overall = mean per-class accuracy (the test set is "
              f"balanced, so it equals top-1). Best mean per column in bold. {finished}/{total} runs finished; "
              f"written {time.strftime('%Y-%m-%d %H:%M')} by `longtail bench {suite.path}`.", ""]
     for factor in suite.imbalance_factors:
@@ -101,7 +100,8 @@ def write_csv(rows: list[dict], path: Path) -> None:
         writer.writerow(header)
         for r in rows:
             writer.writerow([f"{r['imbalance_factor']:g}", r["method"], r["label"], r["seeds"]] +
-                            [f"{r[t][s]:.4f}" if math.isfinite(r[t][s]) else "" for _, t in REPORTED_METRICS for s in ("mean", "std")])
+                            [f"{r[t][s]:.4f}" if math.isfinite(r[t][s]) else ""
+                             for _, t in REPORTED_METRICS for s in ("mean", "std")])
 
 
 def _nan_to_none(obj):
@@ -114,7 +114,7 @@ def _nan_to_none(obj):
     return obj
 
 
-def write_report(suite: "Suite", runs: list["Run"], plots: bool = True) -> dict:
+def write_report(suite: Suite, runs: list[Run], plots: bool = True) -> dict:
     """Write results.{md,csv,json} (and the plots) from the finished runs; return the JSON dict."""
     out = suite.output_dir
     out.mkdir(parents=True, exist_ok=True)

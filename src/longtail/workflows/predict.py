@@ -25,12 +25,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
+from ..config import ConfigError
 from ..data import ArrayImageDataset
 from ..engine import distributed as dist_utils
 from ..engine import load_checkpoint
 from ..samplers import SequentialShardSampler
 from . import build
-from .config import ConfigError
 from .evaluate import load_run_config, locate
 from .output import make_console
 

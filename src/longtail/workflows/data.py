@@ -10,12 +10,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ..config import ConfigError, TrainConfig, load_config
 from ..data import DATASETS
 from ..data.check import SplitReport, check_split
 from ..evaluation import shot_groups
 from ..evaluation.plots import plot_class_histogram
 from . import build
-from .config import ConfigError, TrainConfig, load_config
 
 console = Console(highlight=False)
 

@@ -1,6 +1,6 @@
 """The reference LVIS evaluation (PyPI ``lvis`` 0.5.3, the LVIS authors' evaluator) and generated
-detections on real LVIS annotations; shared by tests/detection/test_lvis_eval.py and
-benchmarks/lvis_eval_speed.py.
+detections on real LVIS annotations; what tests/detection/test_lvis_eval.py and
+benchmarks/lvis_eval_speed.py compare longtail's evaluator against (so neither imports the other).
 
 ``lvis`` 0.5.3 uses ``np.float`` (removed in numpy 1.24) and imports ``cv2`` for drawing only: both
 are shimmed here, for the reference run only, without touching the library under test.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-# Real LVIS annotations of 100 val images (CC BY 4.0), shipped gzipped with the tests (data/PROVENANCE.md) and
+# Real LVIS annotations of 100 val images (CC BY 4.0), shipped gzipped in references/data/ (PROVENANCE.md) and
 # unpacked once per machine into the temp folder; LONGTAIL_LVIS_VAL_100 points at another copy.
 
 
@@ -41,7 +41,8 @@ def _unpacked_val_100() -> Path:
 
 LVIS_VAL_100 = Path(os.environ["LONGTAIL_LVIS_VAL_100"]) if "LONGTAIL_LVIS_VAL_100" in os.environ else _unpacked_val_100()
 # the LVIS v0.5 train statistics ship with the package
-LVIS_TRAIN_STATS = Path(__file__).resolve().parents[2] / "src" / "longtail" / "resources" / "lvis" / "lvis_v0.5_train_category_stats.json"
+LVIS_TRAIN_STATS = (Path(__file__).resolve().parents[1] / "src" / "longtail" / "resources" / "lvis"
+                    / "lvis_v0.5_train_category_stats.json")
 _REMOVED_NUMPY_ALIASES = {"float": float, "int": int, "bool": bool, "object": object, "complex": complex}
 
 

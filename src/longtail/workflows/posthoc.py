@@ -13,43 +13,25 @@ every tau), so `longtail bench` tabulates it beside the trained methods.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 import yaml
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from ..config import ConfigError, PosthocConfig, to_dict
 from ..engine import distributed as dist_utils
-from ..engine import load_checkpoint
+from ..engine import extract_features, load_checkpoint
 from ..engine.run_dir import RunDirectory
+from ..engine.trainer import METRICS_FILE, write_json_atomic
 from ..evaluation import posthoc_adjusted_logits, select_tau, shot_accuracy, tau_grid, tau_norm_logits
 from . import build
-from .config import ConfigError, to_dict
 from .evaluate import load_run_config, locate
 from .output import make_console
-from ..engine.trainer import METRICS_FILE, write_json_atomic
 
 console = make_console(soft_wrap=True)  # no hard wraps inside paths
 METHODS = ("logit_adjust", "tau_norm")
-
-
-@dataclass
-class PosthocConfig:
-    # --- run ---
-    name: Optional[str] = None  # run directory name (default: the config file's stem)
-    output_dir: str = "runs"
-    from_run: Optional[str] = None  # the finished stage-1 run directory (its best.pt is used)
-    device: str = "auto"
-    eval_batch_size: int = 512
-    # --- method ---
-    method: str = "tau_norm"  # logit_adjust | tau_norm
-    tau: Optional[float] = None  # fixed tau; None: the best on val over tau_min, tau_min + tau_step, ..., tau_max
-    tau_min: float = 0.0
-    tau_max: float = 2.0
-    tau_step: float = 0.1
 
 
 def saved_logits(run_dir: Path, weights_epoch: int | None) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]] | None:
@@ -67,17 +49,6 @@ def saved_logits(run_dir: Path, weights_epoch: int | None) -> tuple[tuple[Tensor
                 return None
             out.append((torch.from_numpy(saved["logits"]), torch.from_numpy(saved["targets"]).long()))
     return out[0], out[1]
-
-
-@torch.no_grad()
-def features_and_targets(model: nn.Module, dataset, batch_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Backbone features (N, D) and targets (N,) of ``dataset`` in order, model in eval mode."""
-    model.eval()
-    feats, targets = [], []
-    for x, y in DataLoader(dataset, batch_size=batch_size):
-        feats.append(model.features(x.to(device)).float().cpu())
-        targets.append(torch.as_tensor(y))
-    return torch.cat(feats), torch.cat(targets)
 
 
 def _corrected_logits(method: str, head: nn.Module, feats: Tensor, counts: list[int], tau: float) -> Tensor:
@@ -118,8 +89,9 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
                      "test": lambda t: posthoc_adjusted_logits(test_logits, counts, t)}
         plain_logits = test_logits
     else:
-        val_feats, val_targets = features_and_targets(model, data.val, cfg.eval_batch_size, device)
-        test_feats, test_targets = features_and_targets(model, data.test, cfg.eval_batch_size, device)
+        val_feats, val_targets = extract_features(model.backbone, DataLoader(data.val, batch_size=cfg.eval_batch_size), device)
+        test_feats, test_targets = extract_features(model.backbone, DataLoader(data.test, batch_size=cfg.eval_batch_size),
+                                                    device)
         corrected = {"val": lambda t: _corrected_logits(cfg.method, head, val_feats, counts, t),
                      "test": lambda t: _corrected_logits(cfg.method, head, test_feats, counts, t)}
         with torch.no_grad():

@@ -18,12 +18,13 @@ import yaml
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..config import ConfigError, TrainConfig, changed_settings, to_dict
 from ..engine import distributed as dist_utils
 from ..engine import load_checkpoint, warmup_cosine
-from ..engine.run_dir import RunDirectory, claimed_run_dir as _claimed
+from ..engine.run_dir import RunDirectory
+from ..engine.run_dir import claimed_run_dir as _claimed
 from ..engine.trainer import CHECKPOINT_FILE, RUN_FILES, SELECT_ON, Trainer, seed_everything
 from . import build
-from .config import ConfigError, TrainConfig, changed_settings, to_dict
 from .output import make_console
 from .stage2 import prepare_stage2
 

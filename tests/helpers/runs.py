@@ -1,4 +1,4 @@
-"""Shared by the foundation CLI tests: a tiny synthetic run and helpers to compare run outputs."""
+"""Shared by the tests that run longtail end to end: a tiny synthetic run and helpers to compare run outputs."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 TINY = ["dataset=synthetic_lt", "n_max=40", "dataset_options={image_size: 8}", "model=resnet8_small",
         "epochs=2", "batch_size=16", "device=cpu", "many_threshold=20", "few_threshold=5", "lr=0.05"]
 LONGTAIL = str(Path(sys.executable).parent / "longtail")
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def tiny_args(output_dir: Path, name: str, *extra: str) -> list[str]:
@@ -23,7 +24,9 @@ def tiny_args(output_dir: Path, name: str, *extra: str) -> list[str]:
 
 def subprocess_env() -> dict[str, str]:
     # one thread per process: results do not depend on the machine's load, and parallel tests share 2 cores
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    # tests/ and the repository root on the path: a subprocess imports the test helpers as pytest does
+    path = os.pathsep.join([str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "PYTHONPATH": path}
 
 
 def run_longtail(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -55,8 +58,7 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 def toy_detection_config(folder: Path, *lines: str) -> Path:
     """A toy LVIS dataset (tests/detection/conftest.py) and a one-epoch Faster R-CNN softmax config on it,
     with ``lines`` (YAML ``key: value``) added or overriding."""
-    sys.path.insert(0, str(Path(__file__).parents[1] / "detection"))
-    from conftest import write_toy_lvis
+    from helpers.toy_detection import write_toy_lvis
 
     data = write_toy_lvis(folder / "lvis")
     keys = {"train_json": data["train"], "val_json": data["val"], "arch": "fasterrcnn", "num_threads": 1,

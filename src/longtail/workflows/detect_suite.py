@@ -17,12 +17,11 @@ from typing import Any, Optional
 
 from rich.table import Table
 
-from ..engine.distributed import launched_rank
+from ..config import ConfigError, DetectConfig, changed_settings, load_config, read_yaml_mapping, to_dict
 from ..detection.runner import METRICS_FILE
+from ..engine.distributed import launched_rank
 from ..engine.trainer import write_json_atomic
-from .config import ConfigError, changed_settings, load_config, read_yaml_mapping, to_dict
-from .detect import (TABLE_METRICS, DetectConfig, console, pct, read_metrics, run_detection_eval,
-                     run_detection_training)
+from .detect import TABLE_METRICS, console, pct, read_metrics, run_detection_eval, run_detection_training
 
 
 @dataclass

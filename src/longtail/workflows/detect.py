@@ -15,75 +15,32 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any
 
 import torch
 import yaml
 
-from ..detection.runner import (CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE, RUN_FILES, DetectionTrainer,
-                                class_statistics, evaluate_detector, finish_run, training_parts)
+from ..config import ConfigError, DetectConfig, changed_settings, load_config, to_dict
+from ..detection.runner import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    RUN_FILES,
+    DetectionTrainer,
+    class_statistics,
+    evaluate_detector,
+    finish_run,
+    training_parts,
+)
 from ..engine import distributed as dist_utils
 from ..engine.checkpoint import load_checkpoint
 from ..engine.run_dir import RunDirectory
 from ..engine.trainer import seed_everything, write_json_atomic
-from .config import ConfigError, changed_settings, load_config, to_dict
 from .output import make_console
 
 console = make_console()
 TABLE_METRICS = ("AP", "APr", "APc", "APf")
-
-
-@dataclass
-class DetectConfig:
-    # keys that change where a run lives or how it is evaluated, not what it learns: --resume and a suite's
-    # reuse of a finished run allow them to differ (a missing test evaluation is added)
-    NOT_COMPUTED_KEYS: ClassVar[tuple[str, ...]] = ("name", "output_dir", "test_json", "test_image_root", "device",
-                                                    "num_workers", "num_threads", "eval_batch_size")
-
-    # --- run ---
-    name: Optional[str] = None  # run directory name (default: the config file's stem)
-    output_dir: str = "runs/detection"
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    num_workers: int = 0
-    num_threads: Optional[int] = None  # torch CPU threads (1 is fastest on a busy 2-core machine)
-    # --- data (LVIS-format json; image paths relative to image_root, default: the json's folder) ---
-    train_json: Optional[str] = None
-    val_json: Optional[str] = None
-    image_root: Optional[str] = None
-    val_image_root: Optional[str] = None
-    test_json: Optional[str] = None  # held-out split for reporting; val is then only for choosing settings
-    test_image_root: Optional[str] = None
-    repeat_threshold: Optional[float] = None  # repeat-factor sampling t (LVIS: 0.001); null = uniform
-    # image frequencies (sigmoid Balanced Softmax f_j, repeat factors f(c)) over the images that have annotations
-    # (official BALMS code, detectron2) or over every listed image ("all")
-    frequency_images: str = "annotated"
-    max_val_images: Optional[int] = None  # evaluate on the first N val images only (quick runs)
-    # --- model ---
-    arch: str = "fasterrcnn"  # fasterrcnn | maskrcnn
-    backbone: str = "small"  # small | resnet50_fpn
-    head: str = "softmax"  # softmax | bags | balanced_softmax | balms | sigmoid
-    head_options: dict = field(default_factory=dict)  # e.g. {bin_edges: [10, 100, 1000], others_ratio: 8}
-    detector_options: dict = field(default_factory=dict)  # torchvision FasterRCNN/MaskRCNN kwargs (min_size ...)
-    weights_path: Optional[str] = None  # local detector weights to start from (class layers skipped)
-    backbone_weights_path: Optional[str] = None  # local ImageNet ResNet-50 weights (resnet50_fpn)
-    # --- decoupled stage 2 ---
-    init_from: Optional[str] = None  # stage-1 run dir or .pt: re-create the class logits, freeze the rest
-    meta_lr: float = 0.01  # Adam lr of the Meta Reweighter (head balms)
-    # --- optimisation ---
-    epochs: int = 12
-    batch_size: int = 4
-    lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_steps: list = field(default_factory=list)  # epochs after which lr is multiplied by 0.1 (BAGS: [8, 11])
-    warmup_iters: int = 0  # linear warm-up from 0.001 x lr
-    max_grad_norm: Optional[float] = None
-    # --- evaluation ---
-    eval_batch_size: int = 8
-    max_dets: int = 300
 
 
 def _device(name: str) -> torch.device:
@@ -301,27 +258,3 @@ def read_metrics(run_dir: Path, split: str | None = None) -> dict:
         raise ConfigError(f"{run_dir} was not evaluated on {split}: run longtail detect eval {run_dir} --split {split} "
                           "--test-json PATH --save")
     return metrics[split]
-
-
-def run_detect_command(args) -> None:
-    """Dispatch of `longtail detect train | eval | compare` (parsed in cli/main.py)."""
-    from .config import describe_keys
-
-    if args.detect_command == "train":
-        if args.list_keys:
-            print(describe_keys(DetectConfig))
-            return
-        if args.config is None:
-            raise ConfigError("give a config file, e.g. longtail detect train configs/detection/embedded_stage1.yaml")
-        config, overrides = args.config, list(args.overrides)
-        if "=" in config:  # no file, only overrides
-            overrides, config = [config] + overrides, None
-        run_detection_training(load_config(DetectConfig, config, overrides), resume=args.resume,
-                               overwrite=args.overwrite, quiet=args.quiet)
-    elif args.detect_command == "eval":
-        run_detection_eval(args.run, split=args.split, test_json=args.test_json, max_dets=args.max_dets,
-                           device=args.device, as_json=args.json, save=args.save)
-    elif args.detect_command == "compare":
-        from .detect_suite import run_compare
-
-        run_compare(args.targets, overrides=args.overrides, quiet=args.quiet, json_out=args.json_out, split=args.split)

@@ -8,7 +8,7 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from .config import ConfigError
+from ..config import ConfigError
 
 PRESET_NAMES = ("ci", "default")  # = longtail.detection.synthetic.PRESETS (checked by a test)
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import yaml
 from rich.table import Table
 
+from ..config import TrainConfig, _check_keys
 from ..engine import distributed as dist_utils
 from ..engine import load_checkpoint, predict
-from ..evaluation import score_logits, write_prediction_reports
 from ..engine.checkpoint import CheckpointError
+from ..evaluation import score_logits, write_prediction_reports
 from . import build
-from .config import TrainConfig, _check_keys
 from .output import make_console
 
 console = make_console()

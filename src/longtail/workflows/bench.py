@@ -25,75 +25,38 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import yaml
 from rich.markup import escape
 
+from ..config import (
+    ConfigError,
+    PosthocConfig,
+    TrainConfig,
+    changed_settings,
+    load_config,
+    parse_overrides,
+    read_yaml_mapping,
+    to_dict,
+)
 from ..engine import NonFiniteLossError
 from ..engine.distributed import launched_rank
 from ..engine.run_dir import RunDirInUseError
 from ..engine.trainer import CHECKPOINT_FILE, METRICS_FILE
 from . import bench_report
-from .config import ConfigError, TrainConfig, changed_settings, load_config, parse_overrides, read_yaml_mapping, to_dict
 from .output import make_console
-from .posthoc import PosthocConfig, run_posthoc
+from .posthoc import run_posthoc
+from .suite import MethodSpec, Run, Suite, if_tag
 from .train import run_training
 
 console = make_console(soft_wrap=True)  # no hard wraps inside paths
 SUITE_KEYS = ("name", "title", "output_dir", "imbalance_factors", "seeds", "overrides", "methods")
 METHOD_KEYS = ("name", "label", "config", "posthoc", "from", "overrides", "seeds")
-# a finished run is reused when its settings differ only in keys that do not change what is computed,
-# or in the stage-1 path (it moves with the output directory)
-REUSE_MAY_CHANGE = TrainConfig.NOT_COMPUTED_KEYS + ("init_from", "from_run")
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    name: str
-    label: str
-    config: Path
-    kind: str  # "train" | "posthoc"
-    stage1: str | None = None
-    overrides: tuple[str, ...] = ()
-    seeds: tuple[int, ...] | None = None  # a subset of the suite's seeds (None: all of them)
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    title: str
-    path: Path
-    output_dir: Path
-    imbalance_factors: tuple[float, ...]
-    seeds: tuple[int, ...]
-    overrides: tuple[str, ...]
-    methods: tuple[MethodSpec, ...]
-
-    @property
-    def num_runs(self) -> int:
-        return len(self.imbalance_factors) * sum(len(m.seeds or self.seeds) for m in self.methods)
-
-
-@dataclass
-class Run:
-    """One cell of the grid, with its fully resolved config."""
-
-    imbalance_factor: float
-    seed: int
-    method: MethodSpec
-    config: TrainConfig | PosthocConfig
-    run_dir: Path
-    stage1_dir: Path | None = None
-    status: str = "pending"  # finished | partial | pending | failed
-    error: str | None = None
-    seconds: float | None = None
-
-
-def if_tag(imbalance_factor: float) -> str:
-    return f"{imbalance_factor:g}"
+# a finished run is reused when its settings differ only in keys that do not change what is computed (its
+# config class's NOT_COMPUTED_KEYS), or in the stage-1 path (it moves with the output directory)
+STAGE1_PATH_KEYS = ("init_from", "from_run")
 
 
 def _strings(value: Any, what: str) -> tuple[str, ...]:
@@ -209,7 +172,7 @@ def check_existing(run: Run) -> str:
     if saved_path.is_file():
         saved = yaml.safe_load(saved_path.read_text()) or {}
         current = to_dict(run.config)
-        diff = changed_settings(saved, current, REUSE_MAY_CHANGE)
+        diff = changed_settings(saved, current, type(run.config).NOT_COMPUTED_KEYS + STAGE1_PATH_KEYS)
         if diff:
             raise ConfigError(f"{run.run_dir} was made with other settings ({diff}). Delete that run directory to "
                               f"redo it with the suite's settings, or give the bench another --output-dir")

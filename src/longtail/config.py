@@ -1,6 +1,8 @@
-"""The one place where YAML becomes arguments: a flat dataclass per command, loaded from a YAML file
-plus ``key=value`` overrides. Unknown keys are errors that name the key and suggest the closest one.
-``None`` means "keep the library default"."""
+"""Every config key, declared once: a flat dataclass per kind of run (classification training, detection
+training, post-hoc correction), loaded from a YAML file plus ``key=value`` overrides. Unknown keys are
+errors that name the key and suggest the closest one. ``None`` means "keep the library default".
+Each class also says which keys may change without changing what a run computes (``NOT_COMPUTED_KEYS``:
+--resume and a suite's reuse of a finished run allow them to differ)."""
 
 from __future__ import annotations
 
@@ -91,6 +93,75 @@ class TrainConfig:
     meta_lr: float = 0.01  # Adam on the per-class sampling logits (paper: 0.01 CIFAR, 0.001 ImageNet/Places-LT)
     meta_init_pow: float = 0.0  # 0 instance-balanced ... 1 class-balanced start (paper: 0 / 0.1 / 0.3)
     meta_batch_size: Optional[int] = None  # meta batch per process (default: batch_size)
+
+
+@dataclass
+class DetectConfig:
+    # keys that change where a run lives or how it is evaluated, not what it learns: --resume and a suite's
+    # reuse of a finished run allow them to differ (a missing test evaluation is added)
+    NOT_COMPUTED_KEYS: ClassVar[tuple[str, ...]] = ("name", "output_dir", "test_json", "test_image_root", "device",
+                                                    "num_workers", "num_threads", "eval_batch_size")
+
+    # --- run ---
+    name: Optional[str] = None  # run directory name (default: the config file's stem)
+    output_dir: str = "runs/detection"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    num_workers: int = 0
+    num_threads: Optional[int] = None  # torch CPU threads (1 is fastest on a busy 2-core machine)
+    # --- data (LVIS-format json; image paths relative to image_root, default: the json's folder) ---
+    train_json: Optional[str] = None
+    val_json: Optional[str] = None
+    image_root: Optional[str] = None
+    val_image_root: Optional[str] = None
+    test_json: Optional[str] = None  # held-out split for reporting; val is then only for choosing settings
+    test_image_root: Optional[str] = None
+    repeat_threshold: Optional[float] = None  # repeat-factor sampling t (LVIS: 0.001); null = uniform
+    # image frequencies (sigmoid Balanced Softmax f_j, repeat factors f(c)) over the images that have annotations
+    # (official BALMS code, detectron2) or over every listed image ("all")
+    frequency_images: str = "annotated"
+    max_val_images: Optional[int] = None  # evaluate on the first N val images only (quick runs)
+    # --- model ---
+    arch: str = "fasterrcnn"  # fasterrcnn | maskrcnn
+    backbone: str = "small"  # small | resnet50_fpn
+    head: str = "softmax"  # softmax | bags | balanced_softmax | balms | sigmoid
+    head_options: dict = field(default_factory=dict)  # e.g. {bin_edges: [10, 100, 1000], others_ratio: 8}
+    detector_options: dict = field(default_factory=dict)  # torchvision FasterRCNN/MaskRCNN kwargs (min_size ...)
+    weights_path: Optional[str] = None  # local detector weights to start from (class layers skipped)
+    backbone_weights_path: Optional[str] = None  # local ImageNet ResNet-50 weights (resnet50_fpn)
+    # --- decoupled stage 2 ---
+    init_from: Optional[str] = None  # stage-1 run dir or .pt: re-create the class logits, freeze the rest
+    meta_lr: float = 0.01  # Adam lr of the Meta Reweighter (head balms)
+    # --- optimisation ---
+    epochs: int = 12
+    batch_size: int = 4
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_steps: list = field(default_factory=list)  # epochs after which lr is multiplied by 0.1 (BAGS: [8, 11])
+    warmup_iters: int = 0  # linear warm-up from 0.001 x lr
+    max_grad_norm: Optional[float] = None
+    # --- evaluation ---
+    eval_batch_size: int = 8
+    max_dets: int = 300
+
+
+@dataclass
+class PosthocConfig:
+    NOT_COMPUTED_KEYS: ClassVar[tuple[str, ...]] = ("device", "eval_batch_size", "output_dir")
+
+    # --- run ---
+    name: Optional[str] = None  # run directory name (default: the config file's stem)
+    output_dir: str = "runs"
+    from_run: Optional[str] = None  # the finished stage-1 run directory (its best.pt is used)
+    device: str = "auto"
+    eval_batch_size: int = 512
+    # --- method ---
+    method: str = "tau_norm"  # logit_adjust | tau_norm
+    tau: Optional[float] = None  # fixed tau; None: the best on val over tau_min, tau_min + tau_step, ..., tau_max
+    tau_min: float = 0.0
+    tau_max: float = 2.0
+    tau_step: float = 0.1
 
 
 def _field_types(cls) -> dict[str, Any]:

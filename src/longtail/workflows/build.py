@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader
 
-from ..data import LongTailedData, build_dataset
-from ..data import loaders
+from ..config import ConfigError, TrainConfig
+from ..data import LongTailedData, build_dataset, loaders
 from ..engine.distributed import DistInfo
-from ..losses import create_loss, LOSSES
-from ..models import create_model, MODELS
+from ..losses import LOSSES, create_loss
+from ..models import MODELS, create_model
 from ..models.heads import create_head
 from ..samplers import SAMPLERS, create_sampler
-from .config import ConfigError, TrainConfig
 
 
 def check_options(kind: str, name: str, factory: Callable, options: dict, reserved: tuple[str, ...] = ()) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ..evaluation.plots import plot_per_class_accuracy
-from .config import ConfigError, TrainConfig, load_config
+from ..config import ConfigError, TrainConfig, load_config
 from ..engine.trainer import CHECKPOINT_FILE, METRICS_FILE
+from ..evaluation.plots import plot_per_class_accuracy
 from .train import run_training
 
 console = Console(highlight=False)

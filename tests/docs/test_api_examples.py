@@ -1,0 +1,68 @@
+"""Every Python example of docs/api.md runs as written (in a scratch folder), and prints what it says."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers.runs import subprocess_env
+
+API = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+
+
+def examples() -> dict[str, str]:
+    """The ```python blocks of docs/api.md, keyed by the heading they sit under."""
+    out, heading = {}, None
+    for match in re.finditer(r"^## ([^\n]*)$|^```python\n(.*?)^```$", API.read_text(), flags=re.M | re.S):
+        if match.group(1) is not None:
+            heading = match.group(1).strip()
+        else:
+            out[heading] = match.group(2)
+    return out
+
+
+def run_example(code: str, folder: Path, *command: str) -> str:
+    script = folder / "example.py"
+    script.write_text(code)
+    done = subprocess.run([*(command or (sys.executable,)), str(script)], cwd=folder, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_documented_examples_are_found():
+    assert len(examples()) == 3, list(examples())
+
+
+def test_decoupled_balms_on_your_own_model(tmp_path):
+    out = run_example(examples()["Decoupled BALMS stage 2 on your own model and data"], tmp_path)
+    accuracy = float(re.search(r"val mean-class accuracy ([0-9.]+)", out).group(1))
+    probability = json.loads(re.search(r"learned sampling probability (\[.*\])", out).group(1))
+    assert accuracy > 0.5  # four separable clusters: the re-trained head learns them
+    assert len(probability) == 4 and abs(sum(probability) - 1) < 1e-2
+
+
+@pytest.mark.slow
+def test_bags_on_a_torchvision_faster_rcnn(tmp_path):
+    out = run_example(examples()["BAGS on a torchvision Faster R-CNN, trained in your loop and evaluated with LVIS metrics"],
+                      tmp_path)
+    metrics = eval(out.strip().splitlines()[-1], {"nan": float("nan")})  # the printed dict of AP, APr, APc, APf
+    assert set(metrics) == {"AP", "APr", "APc", "APf"}
+    assert all(0 <= v <= 1 for v in metrics.values() if v == v)  # NaN: a frequency group without val objects
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_evaluate_detector_under_torchrun_equals_one_process(tmp_path):
+    code = examples()["`evaluate_detector` under torchrun"]
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one = json.loads(run_example(code, tmp_path / "one").strip().splitlines()[-1])
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    two = json.loads(run_example(code, tmp_path / "two", *torchrun).strip().splitlines()[-1])
+    assert one["world_size"] == 1 and two["world_size"] == 2
+    assert two["detections"] == one["detections"] > 0  # every rank's share of the images reached rank 0
+    assert two["bbox"] == pytest.approx(one["bbox"], abs=1e-9, nan_ok=True)
