@@ -79,9 +79,9 @@ class TrainConfig:
     few_threshold: int = 20
     eval_batch_size: int = 512
     eval_every: int = 1  # validate every k epochs (and always after the last one)
-    # --- classifier head (baselines, issue 5) ---
+    # --- classifier head ---
     head: str = "linear"  # linear | cosine (the normalised head LDAM's margins assume) | lws (stage 2, LWS)
-    # --- decoupled stage 2 (BALMS, cRT; issue 3) ---
+    # --- decoupled stage 2 (BALMS, cRT) ---
     init_from: Optional[str] = None  # stage-1 run directory (its best.pt) or checkpoint file; set = stage 2
     freeze_bn: bool = True  # frozen backbone in eval mode, BatchNorm statistics fixed (false: the official code)
     allow_split_mismatch: bool = False  # stage 2 from weights whose data split cannot be checked / differs

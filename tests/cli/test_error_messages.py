@@ -1,4 +1,4 @@
-"""Bad input and hostile files give one clear line and exit 2, never run code, never lose work (issue 10)."""
+"""Bad input and hostile files give one clear line and exit 2, never run code, never lose work."""
 
 from __future__ import annotations
 

@@ -118,7 +118,7 @@ def test_balms_run_interrupted_and_resumed_ends_with_the_same_sampler_and_metric
 
 @pytest.mark.parametrize("extra, message", [
     (["sampler=meta", "init_from=null"], "set init_from"),
-    (["init_from=/nonexistent/run"], "does not exist; train stage 1 first"),
+    (["init_from=/nonexistent/run"], "does not exist: point init_from at a finished stage-1 run directory (train stage 1 first"),
     (["seed=1"], "set seed=0 so both stages see the same split"),
     (["cache_features=true", "freeze_bn=false"], "cache_features needs freeze_bn: true"),
     (["sampler=meta", "meta_set=test"], "meta_set must be 'val'"),

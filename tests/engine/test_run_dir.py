@@ -1,4 +1,4 @@
-"""One run directory, one process; --overwrite never loses the old run (issue 10)."""
+"""One run directory, one process; --overwrite never loses the old run."""
 
 from __future__ import annotations
 

@@ -24,8 +24,7 @@ from .split_file import SplitFileDataset, class_names_from_paths, find_split_fil
 class LongTailedData:
     """train: the long-tailed training set; val: balanced, for model selection; test: balanced.
 
-    ``train_labels`` (N,) lets samplers work without touching images. ``train_eval`` is the training
-    set with test-time transforms (used to cache features for decoupled stage 2)."""
+    ``train_labels`` (N,) lets samplers work without touching images."""
 
     name: str
     train: Dataset
@@ -36,7 +35,6 @@ class LongTailedData:
     class_names: list[str]
     in_channels: int
     image_size: int
-    train_eval: Dataset | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -78,7 +76,7 @@ def _from_arrays(name: str, train_images: Tensor, train_labels: Tensor, test_ima
         name=name, train=train, val=val,
         test=ArrayImageDataset(test_images, test_labels, test_tf), train_labels=train.targets,
         class_counts=split.class_counts, class_names=class_names, in_channels=source.images.shape[1],
-        image_size=source.images.shape[-1], train_eval=source.subset(split.train, test_tf), notes=notes)
+        image_size=source.images.shape[-1], notes=notes)
 
 
 @register_dataset("fashion_mnist_lt")
@@ -139,7 +137,6 @@ def _presampled_cifar(num_classes: int, root: Path, counts: list[int], tf, augme
         name=f"cifar{num_classes}_lt", train=train, val=val_set,
         test=ArrayImageDataset(splits["test"].images, splits["test"].labels, tf(False)), train_labels=train.targets,
         class_counts=counts, class_names=list(CLASSES[num_classes]), in_channels=3, image_size=32,
-        train_eval=ArrayImageDataset(splits["train"].images, splits["train"].labels, tf(False)),
         notes={"presampled": str(root)})
 
 
@@ -210,7 +207,7 @@ def _file_data(name: str, train: SplitFileDataset, val: SplitFileDataset, test: 
         name=name, train=train.with_transform(transform_factory(train=True, augment=augment, size=image_size)),
         val=val.with_transform(test_tf), test=test.with_transform(test_tf), train_labels=train.targets,
         class_counts=counts, class_names=class_names,
-        in_channels=3, image_size=image_size, train_eval=train.with_transform(test_tf), notes=notes)
+        in_channels=3, image_size=image_size, notes=notes)
 
 
 def _from_split_lists(name: str, root: str | Path | None, files: dict[str, str], *, split_dir, shipped: str | None,

@@ -155,7 +155,6 @@ class DetectionTrainer:
         self.run, self.checkpoint_extra, self.log = run, dict(checkpoint_extra or {}), log
         self.history: list[dict] = []
         self.start_epoch = 0
-        self.train_seconds = 0.0
 
     def state_dict(self) -> dict[str, Any]:
         p = self.parts
@@ -181,7 +180,7 @@ class DetectionTrainer:
         self.history, self.start_epoch = state["history"], int(state["epoch"])
 
     def fit(self) -> list[dict]:
-        start = time.perf_counter()
+        """Train from ``start_epoch`` to ``epochs``; returns the history (one entry of mean losses per epoch)."""
         for epoch in range(self.start_epoch, self.epochs):
             out = self.train_epoch(epoch)
             self.history.append({"epoch": epoch + 1, "lr": self.parts.optimizer.param_groups[0]["lr"],
@@ -195,7 +194,6 @@ class DetectionTrainer:
         dist_utils.broadcast_buffers(self.parts.model)  # every rank evaluates (and rank 0 saves) the same weights
         if self.dist.is_main and self.run is not None:
             save_checkpoint(self.parts.model.state_dict(), self.run.path / MODEL_FILE)
-        self.train_seconds = time.perf_counter() - start
         return self.history
 
     def train_epoch(self, epoch: int) -> dict:

@@ -20,6 +20,21 @@ class CheckpointError(RuntimeError):
     pass
 
 
+def find_weights(target: str | Path, names: tuple[str, ...] = ("best.pt", "checkpoint.pt"),
+                 hint: str = "give a run directory such as runs/ce, or a .pt file") -> tuple[Path, Path]:
+    """(run directory, weights file) of ``target``: a run directory (the first of ``names`` it holds) or a
+    weights file (its folder is the run directory). ``hint`` ends the error message when there is none."""
+    target = Path(target)
+    if target.is_dir():
+        for name in names:
+            if (target / name).is_file():
+                return target, target / name
+        raise CheckpointError(f"{target} holds no {' or '.join(names)}: {hint}")
+    if target.is_file():
+        return target.parent, target
+    raise CheckpointError(f"{target} does not exist: {hint}")
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ from ..engine.distributed import launched_rank
 from ..engine.run_dir import RunDirInUseError
 from ..engine.trainer import CHECKPOINT_FILE, METRICS_FILE
 from . import bench_report
-from .output import make_console
+from .output import make_console, percent
 from .posthoc import run_posthoc
 from .suite import MethodSpec, Run, Suite, if_tag
 from .train import run_training
@@ -271,7 +271,7 @@ def _run_all(suite: Suite, runs: list[Run], todo: list[Run], verbose: bool, afte
             test = metrics["test"]
             remaining = sum(_estimate(r, durations) for r in todo[k:] if r.status != "finished")
             console.print(f"{tag}: done in {_fmt_seconds(run.seconds)}, test overall "
-                          f"{100 * test['mean_class']:.2f} few {bench_report.pct(test['few'])}; elapsed "
+                          f"{100 * test['mean_class']:.2f} few {percent(test['few'])}; elapsed "
                           f"{_fmt_seconds(time.perf_counter() - start)}, about {_fmt_seconds(remaining)} left")
         _write_report(suite, runs, plots=False)
         if after_run is not None:

@@ -22,10 +22,6 @@ TABLE_METRICS = ACCURACY_METRICS + (REPORTED_METRICS[5],)  # + the expected cali
 LOWER_IS_BETTER = ("ECE",)
 
 
-def pct(x: float) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
-
-
 def _mean_std(values: list[float]) -> tuple[float, float]:
     values = [v for v in values if math.isfinite(v)]
     if not values:

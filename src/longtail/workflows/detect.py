@@ -13,7 +13,6 @@ loaded, the class-logit layer re-created for the config's head and everything el
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,10 @@ from ..detection.runner import (
     training_parts,
 )
 from ..engine import distributed as dist_utils
-from ..engine.checkpoint import load_checkpoint
+from ..engine.checkpoint import find_weights, load_checkpoint
 from ..engine.run_dir import RunDirectory
 from ..engine.trainer import seed_everything, write_json_atomic
-from .output import make_console
+from .output import make_console, percent
 
 console = make_console()
 TABLE_METRICS = ("AP", "APr", "APc", "APf")
@@ -101,11 +100,6 @@ def build_detector(cfg: DetectConfig, stats: dict[str, Any]) -> torch.nn.Module:
         raise ConfigError(f"{cfg.name}: {err.args[0] if err.args else err}") from None
 
 
-def _weights_file(target: str | Path) -> Path:
-    target = Path(target)
-    return target / MODEL_FILE if target.is_dir() else target
-
-
 def run_detection_training(cfg: DetectConfig, *, resume: bool = False, overwrite: bool = False,
                            quiet: bool = False) -> dict:
     """Train (end to end, or decoupled with ``init_from``), evaluate on the val (and test) json, write the run dir.
@@ -138,9 +132,11 @@ def _train_detector(cfg: DetectConfig, info, *, resume: bool, overwrite: bool, q
     except ValueError as err:
         raise ConfigError(str(err)) from None
     model = build_detector(cfg, stats)
+    stage1 = None if cfg.init_from is None else find_weights(
+        cfg.init_from, (MODEL_FILE,), "point init_from at a finished stage-1 detection run (its model.pt)")[1]
     parts = training_parts(model, train_set, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                            batch_size=cfg.batch_size, lr_steps=cfg.lr_steps, warmup_iters=cfg.warmup_iters,
-                           init_from=_weights_file(cfg.init_from) if cfg.init_from is not None else None,
+                           init_from=stage1,
                            meta_reweighter=cfg.head == "balms", meta_lr=cfg.meta_lr,
                            repeat_threshold=cfg.repeat_threshold, count_unannotated=cfg.frequency_images == "all",
                            num_workers=cfg.num_workers, seed=cfg.seed, dist=info)
@@ -194,12 +190,8 @@ def _format_metrics(metrics: dict) -> str:
     parts = []
     for kind in ("bbox", "segm"):
         if kind in metrics:
-            parts.append(f"{kind}: " + "  ".join(f"{k} {pct(metrics[kind][k])}" for k in TABLE_METRICS))
+            parts.append(f"{kind}: " + "  ".join(f"{k} {percent(metrics[kind][k], 5)}" for k in TABLE_METRICS))
     return " | ".join(parts)
-
-
-def pct(x: float) -> str:
-    return "  -  " if x is None or not math.isfinite(x) else f"{100 * x:5.2f}"
 
 
 def run_detection_eval(target: str, *, split: str = "val", test_json: str | None = None, max_dets: int | None = None,

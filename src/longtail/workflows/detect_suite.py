@@ -21,7 +21,8 @@ from ..config import ConfigError, DetectConfig, changed_settings, load_config, r
 from ..detection.runner import METRICS_FILE
 from ..engine.distributed import launched_rank
 from ..engine.trainer import write_json_atomic
-from .detect import TABLE_METRICS, console, pct, read_metrics, run_detection_eval, run_detection_training
+from .detect import TABLE_METRICS, console, read_metrics, run_detection_eval, run_detection_training
+from .output import percent
 
 
 @dataclass
@@ -161,7 +162,7 @@ def _print_selection(selection: dict[str, dict]) -> None:
         table.add_column(col)
     for method, s in selection.items():
         table.add_row(method, f"{s['select_by']}, seeds {s['seeds']}",
-                      "  ".join(f"{label}: {pct(score).strip()}" for label, score in s["candidates"].items()),
+                      "  ".join(f"{label}: {percent(score)}" for label, score in s["candidates"].items()),
                       _label(s["chosen"]))
     console.print(table)
 
@@ -203,7 +204,7 @@ def compare_runs(runs: dict[str, list[Path]], split: str = "val") -> dict:
             table.add_column(k, justify="right")
         for method, r in rows.items():
             if kind in r:
-                table.add_row(method, *[pct(r[kind][k]) for k in TABLE_METRICS])
+                table.add_row(method, *[percent(r[kind][k], 5) for k in TABLE_METRICS])
         console.print(table)
     return {"split": split, "rows": rows, "runs": {m: [str(d) for d in ds] for m, ds in runs.items()}}
 

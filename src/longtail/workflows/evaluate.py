@@ -12,7 +12,7 @@ from rich.table import Table
 from ..config import TrainConfig, _check_keys
 from ..engine import distributed as dist_utils
 from ..engine import load_checkpoint, predict
-from ..engine.checkpoint import CheckpointError
+from ..engine.checkpoint import CheckpointError, find_weights
 from ..evaluation import score_logits, write_prediction_reports
 from . import build
 from .output import make_console
@@ -22,15 +22,7 @@ console = make_console()
 
 def locate(target: str | Path) -> tuple[Path, Path]:
     """(run directory, weights file) from a run directory or a checkpoint path."""
-    target = Path(target)
-    if target.is_dir():
-        for name in ("best.pt", "checkpoint.pt"):
-            if (target / name).exists():
-                return target, target / name
-        raise CheckpointError(f"{target} holds no best.pt or checkpoint.pt: is it a longtail run directory?")
-    if target.is_file():
-        return target.parent, target
-    raise CheckpointError(f"{target} does not exist (give a run directory such as runs/ce, or a .pt file)")
+    return find_weights(target, hint="give a longtail run directory such as runs/ce, or a .pt file")
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:

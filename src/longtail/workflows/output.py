@@ -7,6 +7,8 @@ joined). Errors go to main.err_console and print on every rank: a rank's failure
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 
 from ..engine.distributed import launched_rank
@@ -14,3 +16,11 @@ from ..engine.distributed import launched_rank
 
 def make_console(**options) -> Console:
     return Console(highlight=False, quiet=launched_rank() != 0, **options)
+
+
+def percent(x: float | None, width: int = 0) -> str:
+    """``x`` (a fraction) as a percentage with two decimals, right-aligned in ``width``; "-" (centred) when
+    there is no value (None, or NaN: e.g. the few-shot accuracy of a split without few-shot classes)."""
+    if x is None or not math.isfinite(x):
+        return "-".center(width)
+    return f"{100 * x:{width}.2f}"

@@ -11,7 +11,7 @@ import yaml
 
 from ..config import ConfigError, TrainConfig
 from ..data import LongTailedData
-from ..engine.checkpoint import load_checkpoint
+from ..engine.checkpoint import CheckpointError, find_weights, load_checkpoint
 from ..engine.distributed import DistInfo
 from ..engine.stage2 import DecoupledStage2, Stage2Options, decoupled_stage2, load_stage1
 from . import build
@@ -19,17 +19,11 @@ from . import build
 
 def stage1_weights(init_from: str | Path) -> Path:
     """The weights file of ``init_from``: a run directory (its best.pt, else checkpoint.pt) or a file."""
-    path = Path(init_from)
-    if path.is_dir():
-        for name in ("best.pt", "checkpoint.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise ConfigError(f"init_from={init_from}: the directory holds no best.pt or checkpoint.pt; point it at a "
-                          "finished stage-1 run directory (e.g. runs/ce)")
-    if path.is_file():
-        return path
-    raise ConfigError(f"init_from={init_from} does not exist; train stage 1 first (e.g. longtail train "
-                      "configs/fashion_mnist_lt/ce.yaml) and point init_from at its run directory")
+    try:
+        return find_weights(init_from, hint="point init_from at a finished stage-1 run directory (train stage 1 first, "
+                                           "e.g. longtail train configs/fashion_mnist_lt/ce.yaml -> runs/ce)")[1]
+    except CheckpointError as err:
+        raise ConfigError(f"init_from={init_from}: {err}") from None
 
 
 def check_same_split(cfg: TrainConfig, weights: Path) -> None:

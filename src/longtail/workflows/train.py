@@ -9,7 +9,6 @@ logits and reports, per_class_accuracy.png, tb/ (TensorBoard events). ``--resume
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from ..engine.run_dir import RunDirectory
 from ..engine.run_dir import claimed_run_dir as _claimed
 from ..engine.trainer import CHECKPOINT_FILE, RUN_FILES, SELECT_ON, Trainer, seed_everything
 from . import build
-from .output import make_console
+from .output import make_console, percent
 from .stage2 import prepare_stage2
 
 console = make_console()
@@ -81,10 +80,6 @@ def _progress(description: str, total: int):
 @contextlib.contextmanager
 def _no_progress(description: str, total: int):
     yield lambda step, stats: None
-
-
-def pct(x: float) -> str:
-    return "  -  " if not math.isfinite(x) else f"{100 * x:5.2f}"
 
 
 def run_training(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:
@@ -174,6 +169,6 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
         metrics = trainer.test(build.eval_loader(data.test, cfg, info), report_loader=build.eval_loader(data.val, cfg, info))
         test, best = metrics["test"], trainer.best
         say(f"test (epoch {best['epoch']}): top-1 {100 * test['top1']:.2f}  mean-class {100 * test['mean_class']:.2f}  "
-            f"many {pct(test['many'])}  medium {pct(test['medium'])}  few {pct(test['few'])}  -> {run_dir}")
+            f"many {percent(test['many'], 5)}  medium {percent(test['medium'], 5)}  few {percent(test['few'], 5)}  -> {run_dir}")
         dist_utils.barrier()  # the other ranks return once the run directory is complete (a suite reads it next)
         return metrics
