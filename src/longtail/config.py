@@ -109,7 +109,8 @@ class DetectConfig:
     device: str = "auto"  # auto | cpu | cuda
     num_workers: int = 0
     num_threads: Optional[int] = None  # torch CPU threads (1 is fastest on a busy 2-core machine)
-    # --- data (LVIS-format json; image paths relative to image_root, default: the json's folder) ---
+    # --- data (LVIS- or COCO-format json; image paths relative to image_root, default: the json's folder) ---
+    dataset_format: str = "lvis"  # lvis (federated LVIS evaluation, APr/APc/APf) | coco (COCO evaluation, AP1..AP4)
     train_json: Optional[str] = None
     val_json: Optional[str] = None
     image_root: Optional[str] = None
@@ -143,7 +144,8 @@ class DetectConfig:
     max_grad_norm: Optional[float] = None
     # --- evaluation ---
     eval_batch_size: int = 8
-    max_dets: int = 300
+    max_dets: Optional[int] = None  # detections per image evaluated (default: LVIS 300, COCO 100)
+    ap_bin_edges: list = field(default_factory=lambda: [20, 400, 8000])  # COCO: AP1..AP4 bins of training count
 
 
 @dataclass

@@ -78,7 +78,7 @@ def _add_demo(sub) -> None:
 
 
 def _add_detect(sub) -> None:
-    p = sub.add_parser("detect", help="long-tailed detection (LVIS format): train, eval, compare heads",
+    p = sub.add_parser("detect", help="long-tailed detection (LVIS and COCO-LT): train, eval, compare heads",
                        description="Faster/Mask R-CNN with softmax, BAGS, Balanced Softmax and BALMS heads.")
     dsub = p.add_subparsers(dest="detect_command", required=True)
     t = dsub.add_parser("train", help="train a detector (stage 1) or its classifier (stage 2, init_from=RUN)")
@@ -107,8 +107,9 @@ def _add_detect(sub) -> None:
     c.add_argument("--split", choices=("val", "test"), default=None,
                    help="for run directories: the split to tabulate (default: test when every run has it)")
     c.add_argument("--quiet", action="store_true", help="no per-epoch lines")
-    from ..workflows.detect_data import add_make_data_parser
+    from ..workflows.detect_data import add_coco_lt_parser, add_make_data_parser
     add_make_data_parser(dsub)
+    add_coco_lt_parser(dsub)
 
 
 def _add_bench(sub) -> None:
@@ -223,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "detect" and args.detect_command == "make-data":
             from ..workflows.detect_data import run_make_data
             run_make_data(args)
+        elif args.command == "detect" and args.detect_command == "coco-lt":
+            from ..workflows.detect_data import run_coco_lt
+            run_coco_lt(args.instances, args.out, args.split_list)
         elif args.command == "detect":
             run_detect_command(args)
         elif args.command == "bench":

@@ -83,17 +83,20 @@ def load_lvis_category_stats(version: str | Path = "v1") -> CategoryStats:
 
 
 def image_path_candidates(image: Mapping[str, Any], image_root: Path) -> list[Path]:
-    """Where an LVIS image may lie: ``root/file_name`` (v0.5; its ``COCO_val2014_`` names also tried
-    as the COCO 2017 12-digit name), else ``root/<split folder>/<basename>`` from ``coco_url`` (v1)."""
+    """Where an LVIS or COCO image may lie: ``root/file_name`` (LVIS v0.5; its ``COCO_val2014_`` names also
+    tried as the COCO 2017 12-digit name; COCO, with root the split folder), then
+    ``root/<split folder>/<basename>`` from ``coco_url`` (LVIS v1; COCO, with root the folder of train2017/)."""
+    paths = []
     if image.get("file_name"):
         name = str(image["file_name"])
-        paths = [image_root / name]
+        paths.append(image_root / name)
         if Path(name).name.startswith("COCO_"):  # v0.5 json, images from the COCO 2017 folders
             paths.append(image_root / Path(name).parent / Path(name).name[-16:])
-        return paths
     if image.get("coco_url"):
         split, base = str(image["coco_url"]).rstrip("/").split("/")[-2:]
-        return [image_root / split / base]
+        paths.append(image_root / split / base)
+    if paths:
+        return paths
     raise ValueError(f"image {image.get('id')} has neither 'file_name' nor 'coco_url'; cannot locate its file")
 
 

@@ -29,6 +29,7 @@ from ..engine.trainer import seed_everything, write_json_atomic
 from ..samplers.base import RandomSampler, SequentialShardSampler
 from ..samplers.repeat_factor import RepeatFactorSampler
 from . import train as det
+from .coco import COCO_LT_AP_BIN_EDGES, evaluate_coco
 from .evaluation import evaluate_lvis
 from .heads.balms import MetaReweighter, MetaStream
 from .lvis import LvisDetection, collate_detection
@@ -37,6 +38,7 @@ from .models import load_detector_weights, reset_class_logits
 CHECKPOINT_FILE, MODEL_FILE, METRICS_FILE = "checkpoint.pt", "model.pt", "metrics.json"
 RUN_FILES = (CHECKPOINT_FILE, MODEL_FILE, METRICS_FILE, "config.yaml")
 FREQUENCY_IMAGES = ("annotated", "all")
+PROTOCOLS = ("lvis", "coco")
 META_STREAM_SEED = 7919  # the meta stream of rank r is seeded seed + 7919 + 10007 r (rank 0: the 1-process one)
 
 
@@ -48,8 +50,11 @@ def class_statistics(train_set: LvisDetection, frequency_images: str = "annotate
         raise ValueError(f"frequency_images must be 'annotated' (the official BALMS code, detectron2) or 'all', "
                          f"got {frequency_images!r}")
     num_images = train_set.num_annotated_images if frequency_images == "annotated" else len(train_set)
-    return {"instance_counts": train_set.instance_counts, "image_counts": train_set.image_counts,
-            "num_images": num_images, "frequencies": train_set.frequencies}
+    stats = {"instance_counts": train_set.instance_counts, "image_counts": train_set.image_counts,
+             "num_images": num_images, "frequencies": train_set.frequencies}
+    if hasattr(train_set, "ap_bin_counts"):  # COCO: the training counts AP1..AP4 bin the classes by
+        stats["ap_bin_counts"] = {str(cid): n for cid, n in train_set.ap_bin_counts.items()}
+    return stats
 
 
 class MetaReweighting(Hook):
@@ -211,14 +216,22 @@ class DetectionTrainer:
 
 
 def evaluate_detector(model: nn.Module, dataset: LvisDetection, ground_truth: str | Path | Mapping[str, Any], *,
-                      batch_size: int = 8, num_workers: int = 0, with_masks: bool = False, max_dets: int = 300,
-                      max_images: int | None = None, device: torch.device | None = None) -> dict[str, Any]:
-    """LVIS bbox (and segm with ``with_masks``, for Mask R-CNN) metrics of ``model`` on ``dataset``, whose
-    annotations are ``ground_truth`` (the LVIS json or its dict); ``max_images``: the first N images only.
-    Returns ``{"bbox": {AP, AP50, ..., APr, APc, APf}, ["segm": ...], "num_images", "num_detections", "seconds"}``.
+                      batch_size: int = 8, num_workers: int = 0, with_masks: bool = False, max_dets: int | None = None,
+                      max_images: int | None = None, device: torch.device | None = None,
+                      protocol: str = "lvis", instance_counts: Mapping[int, int] | None = None,
+                      bin_edges: tuple[float, ...] = COCO_LT_AP_BIN_EDGES) -> dict[str, Any]:
+    """Box (and mask, with ``with_masks``, for Mask R-CNN) metrics of ``model`` on ``dataset``, whose
+    annotations are ``ground_truth`` (the json or its dict); ``max_images``: the first N images only.
+
+    ``protocol="lvis"``: federated LVIS evaluation (AP, AP50, ..., APr, APc, APf; ``max_dets`` 300 per
+    image by default). ``protocol="coco"``: COCO evaluation (crowd regions ignored; 100 per image by default),
+    plus AP1..AP4 and their mean APbins when ``instance_counts`` ({category id: training count}) are given,
+    binned at ``bin_edges``. Returns ``{"bbox": {...}, ["segm": ...], "num_images", "num_detections", "seconds"}``.
 
     Under torchrun it is a collective: each rank predicts every W-th image, rank 0 gathers the results
     and evaluates, and every rank returns the metrics."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     device = device or next(model.parameters()).device
     start = time.perf_counter()
     subset: Dataset = dataset if max_images is None else Subset(dataset, range(min(max_images, len(dataset))))
@@ -238,9 +251,14 @@ def evaluate_detector(model: nn.Module, dataset: LvisDetection, ground_truth: st
         order = {image_id: k for k, image_id in enumerate(image_ids)}  # dataset order, as one process gives it
         results = sorted((r for shard in shards for r in shard), key=lambda r: order[r["image_id"]])
     gt = _ground_truth(ground_truth, set(image_ids))
-    out: dict[str, Any] = {"bbox": evaluate_lvis(results, gt, iou_type="bbox", max_dets=max_dets)}
-    if with_masks:
-        out["segm"] = evaluate_lvis(results, gt, iou_type="segm", max_dets=max_dets)
+    out: dict[str, Any] = {}
+    for iou_type in ("bbox", "segm") if with_masks else ("bbox",):
+        if protocol == "coco":
+            out[iou_type] = evaluate_coco(results, gt, iou_type=iou_type, max_dets=max_dets or 100,
+                                          instance_counts=instance_counts, bin_edges=bin_edges)
+            out[iou_type].pop("per_class", None)
+        else:
+            out[iou_type] = evaluate_lvis(results, gt, iou_type=iou_type, max_dets=max_dets or 300)
     out["num_images"] = len(subset)
     out["num_detections"] = len(results)  # scored, before the evaluator's per-image cap
     out["seconds"] = time.perf_counter() - start

@@ -46,6 +46,7 @@ class SyntheticLvisConfig:
     neg_fraction: float = 0.2
     not_exhaustive_prob: float = 0.03
     image_format: str = "png"
+    profile: str = "lvis"  # lvis: 120 classes, LVIS v1 counts | coco_lt: 80 classes, COCO-LT counts (COCO format)
 
 
 PRESETS = {
@@ -53,7 +54,12 @@ PRESETS = {
     "default": SyntheticLvisConfig(),
     # tiny, for CI: ~2,000 train instances; the [1000, inf) BAGS bin is empty (see docs/lvis.md)
     "ci": SyntheticLvisConfig(scale=60.0, val_per_class=2, test_per_class=2),
+    # COCO-LT stand-in (docs/detection.md): 80 classes, the COCO-LT counts / 100 (~6,700 train instances)
+    "coco_lt": SyntheticLvisConfig(scale=100.0, val_per_class=5, test_per_class=5, profile="coco_lt"),
+    # tiny COCO-LT stand-in, for CI: the counts / 800 (~1,100 train instances)
+    "coco_lt_ci": SyntheticLvisConfig(scale=800.0, val_per_class=2, test_per_class=2, profile="coco_lt"),
 }
+PROFILES = ("lvis", "coco_lt")
 
 
 def lvis_profile_counts(num_classes: int, scale: float, version: str = "v1") -> np.ndarray:
@@ -64,6 +70,17 @@ def lvis_profile_counts(num_classes: int, scale: float, version: str = "v1") -> 
     real = np.sort(np.asarray(load_lvis_category_stats(version).instance_counts))[::-1]
     pos = np.minimum(((np.arange(num_classes) + 0.5) / num_classes * len(real)).astype(int), len(real) - 1)
     return np.maximum(1, np.round(real[pos] / scale)).astype(np.int64)
+
+
+def coco_lt_profile_counts(scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(80,) scaled and (80,) real COCO-LT training instance counts, in COCO-LT label order: the real
+    counts divided by ``scale``, rounded, at least 1."""
+    from .coco import load_coco_lt_split
+
+    if scale <= 0:
+        raise ValueError(f"need scale > 0, got {scale}")
+    real = np.asarray([c["instance_count"] for c in sorted(load_coco_lt_split()["categories"], key=lambda c: c["label"])])
+    return np.maximum(1, np.round(real / scale)).astype(np.int64), real
 
 
 def class_table() -> list[tuple[int, str, str]]:
@@ -216,7 +233,7 @@ def _render_split(painter: _Painter, pool: list[int], split: str, out: Path, fir
 def _categories(anns: list[dict], num_images_by_class: np.ndarray, train_images: np.ndarray) -> list[dict]:
     inst = np.bincount([a["category_id"] - 1 for a in anns], minlength=len(num_images_by_class))
     cats = []
-    for k, (item, tint, size) in enumerate(class_table()):
+    for k, (item, tint, size) in enumerate(class_table()[:len(num_images_by_class)]):
         name = f"{tint}_{sources.FASHION_MNIST_CLASSES[item].lower().replace('/', '_').replace(' ', '_')}_{size}"
         cats.append({"id": k + 1, "name": name, "synset": name, "synonyms": [name],
                      "def": f"a {size} {tint} {sources.FASHION_MNIST_CLASSES[item]} (Fashion-MNIST item)",
@@ -242,14 +259,23 @@ def make_synthetic_lvis(out_dir: str | Path, *, size: str = "default", scale: fl
         raise ValueError(f"unknown size {size!r}; choose one of {sorted(PRESETS)}")
     cfg = PRESETS[size] if scale is None else replace(PRESETS[size], scale=float(scale))
     out = Path(out_dir)
-    if (out / "lvis_train.json").exists():
+    if (out / "lvis_train.json").exists() or (out / "coco_lt_train.json").exists():
         raise FileExistsError(f"{out} already holds a generated dataset; remove it or choose another folder")
     root = Path(data_root) if data_root is not None else sources.default_data_root()
     rng = np.random.default_rng(seed)
-    classes = class_table()
-    num_classes = len(classes)
+    if cfg.profile not in PROFILES:
+        raise ValueError(f"unknown profile {cfg.profile!r}; choose one of {PROFILES}")
+    num_classes = 80 if cfg.profile == "coco_lt" else len(class_table())
     counts = np.empty(num_classes, dtype=np.int64)
-    counts[rng.permutation(num_classes)] = lvis_profile_counts(num_classes, cfg.scale)
+    stands_for = None  # coco_lt: the real COCO-LT count of the class each generated class stands for
+    if cfg.profile == "coco_lt":
+        scaled, real = coco_lt_profile_counts(cfg.scale)
+        order = rng.permutation(num_classes)
+        counts[order], stands_for = scaled, np.empty(num_classes, dtype=np.int64)
+        stands_for[order] = real
+    else:
+        counts[rng.permutation(num_classes)] = lvis_profile_counts(num_classes, cfg.scale)
+    prefix = "coco_lt" if cfg.profile == "coco_lt" else "lvis"
 
     splits: dict[str, tuple[list[dict], list[dict]]] = {}
     used_test_items: set[int] = set()  # Fashion-MNIST test items already pasted into val
@@ -270,16 +296,28 @@ def make_synthetic_lvis(out_dir: str | Path, *, size: str = "default", scale: fl
     summary: dict[str, Any] = {"config": {**asdict(cfg), "size": size, "seed": seed}, "num_classes": num_classes}
     for split, (images, anns) in splits.items():
         cats = _categories(anns, _image_counts(anns, num_classes), train_images)
-        info = {"description": f"longtail synthetic LVIS-format benchmark, {split} split: Fashion-MNIST items on "
-                               "canvases, class instance counts from the LVIS v1 train profile",
+        profile = "LVIS v1 train profile" if stands_for is None else "COCO-LT train profile (COCO format)"
+        info = {"description": f"longtail synthetic benchmark, {split} split: Fashion-MNIST items on canvases, "
+                               f"class instance counts from the {profile}",
                 "generator": "longtail.detection.synthetic", **summary["config"],
                 "suggested_bags_bin_edges": list(suggested_bin_edges(cfg.scale))}
-        with open(out / f"lvis_{split}.json", "w") as f:
+        if stands_for is not None:  # AP1..AP4 bin the classes by the real counts they stand for; COCO fields
+            for c in cats:
+                c["bin_instance_count"] = int(stands_for[c["id"] - 1])
+            for a in anns:
+                a["iscrowd"] = 0
+        with open(out / f"{prefix}_{split}.json", "w") as f:
             json.dump({"info": info, "licenses": [], "images": images, "annotations": anns, "categories": cats}, f)
         summary[split] = {"images": len(images), "instances": len(anns), "source_items": len(items_by_split[split])}
     summary["test"]["source_items_shared_with_val"] = len(items_by_split["test"] & items_by_split["val"])
     summary["train"].update(_group_sizes(np.bincount([a["category_id"] - 1 for a in splits["train"][1]],
                                                      minlength=num_classes), train_images, cfg.scale))
+    if stands_for is not None:
+        from .coco import COCO_LT_AP_BIN_EDGES, ap_bins
+
+        bins = ap_bins(dict(enumerate(stands_for.tolist())), COCO_LT_AP_BIN_EDGES)
+        summary["train"]["ap_bins"] = {f"AP{b}": sum(v == b for v in bins.values()) for b in range(1, 5)}
+        summary["files"] = prefix
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 

@@ -39,7 +39,13 @@ from ..engine.trainer import seed_everything, write_json_atomic
 from .output import make_console, percent
 
 console = make_console()
-TABLE_METRICS = ("AP", "APr", "APc", "APf")
+TABLE_METRICS = ("AP", "APr", "APc", "APf")  # LVIS: the frequency groups
+COCO_TABLE_METRICS = ("AP", "AP1", "AP2", "AP3", "AP4")  # COCO-LT: the training-count bins
+
+
+def table_metrics(metrics: dict) -> tuple[str, ...]:
+    """The columns a table of these metrics shows: LVIS's APr/APc/APf or COCO-LT's AP1..AP4."""
+    return COCO_TABLE_METRICS if "AP1" in metrics else TABLE_METRICS
 
 
 def _device(name: str) -> torch.device:
@@ -51,25 +57,30 @@ def _device(name: str) -> torch.device:
 
 
 EVAL_SPLITS = ("val", "test")
+DATASET_FORMATS = ("lvis", "coco")
 
 
 def _datasets(cfg: DetectConfig, with_masks: bool, train: bool = True, splits: tuple[str, ...] = EVAL_SPLITS):
     """(train set or None, {"val": set, "test": set (when test_json is set)}), the eval sets limited to ``splits``."""
+    from ..detection.coco import CocoDetection
     from ..detection.lvis import LvisDetection
 
+    if cfg.dataset_format not in DATASET_FORMATS:
+        raise ConfigError(f"dataset_format must be one of {list(DATASET_FORMATS)}, got {cfg.dataset_format!r}")
     if cfg.val_json is None or (train and cfg.train_json is None):
-        raise ConfigError("set train_json and val_json (LVIS-format annotation files); "
-                          "`longtail detect make-data` writes the embedded benchmark")
+        raise ConfigError("set train_json and val_json (LVIS- or COCO-format annotation files); "
+                          "`longtail detect make-data` writes the embedded benchmarks")
+    dataset = CocoDetection if cfg.dataset_format == "coco" else LvisDetection
     root = lambda js, r: Path(r) if r is not None else Path(js).parent  # noqa: E731
     train_set = None
     if train:
-        train_set = LvisDetection(cfg.train_json, root(cfg.train_json, cfg.image_root), with_masks=with_masks)
+        train_set = dataset(cfg.train_json, root(cfg.train_json, cfg.image_root), with_masks=with_masks)
     eval_sets = {}
     if "val" in splits:
-        eval_sets["val"] = LvisDetection(cfg.val_json, root(cfg.val_json, cfg.val_image_root or cfg.image_root),
+        eval_sets["val"] = dataset(cfg.val_json, root(cfg.val_json, cfg.val_image_root or cfg.image_root),
                                          with_masks=False, counts_from="annotations")
     if cfg.test_json is not None and "test" in splits:
-        eval_sets["test"] = LvisDetection(cfg.test_json, root(cfg.test_json, cfg.test_image_root or cfg.image_root),
+        eval_sets["test"] = dataset(cfg.test_json, root(cfg.test_json, cfg.test_image_root or cfg.image_root),
                                           with_masks=False, counts_from="annotations")
     return train_set, eval_sets
 
@@ -169,7 +180,7 @@ def _train_detector(cfg: DetectConfig, info, *, resume: bool, overwrite: bool, q
         if info.distributed:
             result["world_size"] = info.world_size
         for split, dataset in eval_sets.items():
-            result[split] = _evaluate(parts.model, dataset, cfg, info.device, split)
+            result[split] = _evaluate(parts.model, dataset, cfg, info.device, split, stats)
             result["eval_seconds"] += result[split].pop("seconds")
             say(f"{split}: " + _format_metrics(result[split]))
         result = finish_run(result, directory, info)
@@ -178,19 +189,24 @@ def _train_detector(cfg: DetectConfig, info, *, resume: bool, overwrite: bool, q
         return result
 
 
-def _evaluate(model: torch.nn.Module, dataset, cfg: DetectConfig, device: torch.device, split: str) -> dict:
-    """:func:`~longtail.detection.runner.evaluate_detector` on the ``split`` json of ``cfg``."""
+def _evaluate(model: torch.nn.Module, dataset, cfg: DetectConfig, device: torch.device, split: str,
+              stats: dict) -> dict:
+    """:func:`~longtail.detection.runner.evaluate_detector` on the ``split`` json of ``cfg`` (COCO: AP1..AP4 by
+    the training counts in ``stats``)."""
+    counts = {int(cid): n for cid, n in stats.get("ap_bin_counts", {}).items()} or None
     return evaluate_detector(model, dataset, cfg.val_json if split == "val" else cfg.test_json,
                              batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers,
                              with_masks=cfg.arch == "maskrcnn", max_dets=cfg.max_dets, max_images=cfg.max_val_images,
-                             device=device)
+                             device=device, protocol=cfg.dataset_format, instance_counts=counts,
+                             bin_edges=tuple(cfg.ap_bin_edges))
 
 
 def _format_metrics(metrics: dict) -> str:
     parts = []
     for kind in ("bbox", "segm"):
         if kind in metrics:
-            parts.append(f"{kind}: " + "  ".join(f"{k} {percent(metrics[kind][k], 5)}" for k in TABLE_METRICS))
+            parts.append(f"{kind}: " + "  ".join(f"{k} {percent(metrics[kind][k], 5)}"
+                                                 for k in table_metrics(metrics[kind])))
     return " | ".join(parts)
 
 
@@ -198,7 +214,7 @@ def run_detection_eval(target: str, *, split: str = "val", test_json: str | None
                        device: str = "auto", as_json: bool = False, save: bool = False) -> dict:
     """Re-evaluate a finished run directory (its config.yaml and model.pt) on its ``split`` json;
     ``test_json`` sets (or replaces) the run's test json; ``max_dets`` replaces the evaluator's per-image
-    cap (LVIS: 300, over all classes); ``save`` stores the result in its metrics.json. Under torchrun the
+    cap (LVIS: 300, COCO: 100, over all classes); ``save`` stores the result in its metrics.json. Under torchrun the
     images are shared between the ranks and rank 0 prints and saves."""
     import json
 
@@ -224,7 +240,7 @@ def run_detection_eval(target: str, *, split: str = "val", test_json: str | None
     device = device if device != "auto" else cfg.device
     _device(device)  # a clear error for a bad name before joining the process group
     info = dist_utils.setup(device)  # under torchrun each rank predicts its share of the images
-    out = _evaluate(model.to(info.device), eval_sets[split], cfg, info.device, split)
+    out = _evaluate(model.to(info.device), eval_sets[split], cfg, info.device, split, metrics["class_stats"])
     if save and info.is_main:
         metrics[split] = {k: v for k, v in out.items() if k != "seconds"}
         write_json_atomic(metrics, run_dir / METRICS_FILE)

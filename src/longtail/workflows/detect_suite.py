@@ -21,7 +21,15 @@ from ..config import ConfigError, DetectConfig, changed_settings, load_config, r
 from ..detection.runner import METRICS_FILE
 from ..engine.distributed import launched_rank
 from ..engine.trainer import write_json_atomic
-from .detect import TABLE_METRICS, console, read_metrics, run_detection_eval, run_detection_training
+from .detect import (
+    COCO_TABLE_METRICS,
+    TABLE_METRICS,
+    console,
+    read_metrics,
+    run_detection_eval,
+    run_detection_training,
+    table_metrics,
+)
 from .output import percent
 
 
@@ -56,6 +64,7 @@ class SuitePlan:
 
 def plan_suite(path: str | Path, overrides: list[str] | None = None) -> SuitePlan:
     """Read a suite YAML and check every config, override and sweep value (before anything trains)."""
+    from ..detection.coco import COCO_METRIC_NAMES
     from ..detection.evaluation import LVIS_METRIC_NAMES
 
     path = Path(path)
@@ -65,8 +74,9 @@ def plan_suite(path: str | Path, overrides: list[str] | None = None) -> SuitePla
     if unknown:
         raise ConfigError(f"unknown suite key(s) {unknown} in {path}; known: {known}")
     suite = Suite(**spec)
-    if suite.select_by not in LVIS_METRIC_NAMES:
-        raise ConfigError(f"select_by must be one of {list(LVIS_METRIC_NAMES)}, got {suite.select_by!r}")
+    known = sorted(set(LVIS_METRIC_NAMES) | set(COCO_METRIC_NAMES))
+    if suite.select_by not in known:
+        raise ConfigError(f"select_by must be one of {known} (LVIS or COCO metrics), got {suite.select_by!r}")
     sweep_seeds = list(suite.seeds if suite.sweep_seeds is None else suite.sweep_seeds)
     if not sweep_seeds or not set(sweep_seeds) <= set(suite.seeds):
         raise ConfigError(f"sweep_seeds {sweep_seeds} must be a non-empty subset of seeds {suite.seeds}")
@@ -185,26 +195,31 @@ def _run_once(cfg: DetectConfig, quiet: bool) -> Path:
 
 
 def compare_runs(runs: dict[str, list[Path]], split: str = "val") -> dict:
-    """Mean (and values per seed) of AP/APr/APc/APf on ``split`` for each method; prints the table."""
+    """Mean (and values per seed) of AP and its groups (LVIS: APr/APc/APf; COCO: AP1..AP4) on ``split`` for each
+    method; prints the table."""
     rows: dict[str, dict] = {}
+    columns = TABLE_METRICS
     for method, dirs in runs.items():
         per_run = [read_metrics(d, split) for d in dirs]
         rows[method] = {}
         for kind in ("bbox", "segm"):
             if all(kind in r for r in per_run):
-                vals = {k: [r[kind][k] for r in per_run] for k in TABLE_METRICS}
+                columns = table_metrics(per_run[0][kind])
+                vals = {k: [r[kind].get(k, float("nan")) for r in per_run] for k in columns}
                 rows[method][kind] = {k: _mean(v) for k, v in vals.items()}
                 rows[method][kind + "_per_seed"] = vals
     for kind in ("bbox", "segm"):
         if not any(kind in r for r in rows.values()):
             continue
-        table = Table(title=f"LVIS-style {kind} AP on the {split} split (mean over {max(len(d) for d in runs.values())} run(s))")
+        style = "COCO" if columns is COCO_TABLE_METRICS else "LVIS"
+        table = Table(title=f"{style}-style {kind} AP on the {split} split "
+                            f"(mean over {max(len(d) for d in runs.values())} run(s))")
         table.add_column("method")
-        for k in TABLE_METRICS:
+        for k in columns:
             table.add_column(k, justify="right")
         for method, r in rows.items():
             if kind in r:
-                table.add_row(method, *[percent(r[kind][k], 5) for k in TABLE_METRICS])
+                table.add_row(method, *[percent(r[kind].get(k), 5) for k in columns])
         console.print(table)
     return {"split": split, "rows": rows, "runs": {m: [str(d) for d in ds] for m, ds in runs.items()}}
 
