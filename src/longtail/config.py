@@ -42,6 +42,7 @@ class TrainConfig:
     threads: Optional[int] = None  # torch intra-op threads (default: torch's choice, recorded in metrics.json)
     channels_last: bool = False  # model and batches in channels_last memory format (faster convolutions on CPU)
     amp: Optional[str] = None  # mixed precision: bf16 | fp16 (with a GradScaler); null = float32
+    compile: bool = False  # torch.compile the trained model (eager, with a message, when it does not compile)
     # --- data ---
     dataset: str = "fashion_mnist_lt"
     data_root: Optional[str] = None  # default: $LONGTAIL_DATA or ./data
@@ -60,6 +61,10 @@ class TrainConfig:
     loss_options: dict = field(default_factory=dict)
     sampler: str = "random"
     sampler_options: dict = field(default_factory=dict)
+    mix: Optional[str] = None  # mixup | cutmix | mixup_cutmix | remix: batches mixed, soft targets (stage 1 only)
+    mix_alpha: float = 1.0  # lambda ~ Beta(alpha, alpha)
+    remix_kappa: float = 3.0  # ReMix: count ratio from which the label goes to the minority class
+    remix_tau: float = 0.5  # ReMix: the mixing weight below which it does
     # --- optimisation ---
     epochs: int = 30
     batch_size: int = 128  # per process

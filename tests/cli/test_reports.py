@@ -2,6 +2,7 @@
 `longtail eval` writes the same for the split it evaluates; top-5 and ECE land in metrics.json."""
 
 import numpy as np
+import pytest
 
 from helpers.runs import read_metrics, tiny_args
 from longtail.cli.main import main
@@ -24,7 +25,7 @@ def test_train_and_eval_write_the_same_logits(tmp_path, capsys):
 
 
 def test_exported_model_gives_the_runs_logits(tmp_path):
-    """The TorchScript export and the plain state dict rebuild the run's test logits to 1e-5."""
+    """The TorchScript and ONNX exports and the plain state dict rebuild the run's test logits to 1e-5."""
     import json
 
     import torch
@@ -46,6 +47,11 @@ def test_exported_model_gives_the_runs_logits(tmp_path):
     rebuilt = create_model(card["model"], card["num_classes"], card["in_channels"], **card["model_options"]).eval()
     rebuilt.load_state_dict(torch.load(tmp_path / "exported" / "model_state.pt", weights_only=True))
     torch.testing.assert_close(rebuilt(images), expected, atol=1e-5, rtol=0)
+    onnxruntime = pytest.importorskip("onnxruntime", reason="the ONNX check needs onnxruntime (longtail[export])")
+    assert card["files"]["onnx"] == "model.onnx"  # written when the exporter is installed (it is, with onnxruntime)
+    session = onnxruntime.InferenceSession(str(tmp_path / "exported" / "model.onnx"))
+    logits = session.run(["logits"], {"images": images.numpy()})[0]  # any batch size: the whole test set at once
+    torch.testing.assert_close(torch.from_numpy(logits), expected, atol=1e-5, rtol=0)
 
 
 def test_predict_on_image_files_matches_eval_and_reports_unreadable_ones(tmp_path, capsys):

@@ -99,3 +99,38 @@ def test_select_on_val_tests_the_best_validation_epoch():
     # the selected weights are the ones whose validation score was recorded as best
     assert abs(last["test"]["mean_class"] - trainer.best["score"]) < 1e-9
     assert abs(last["test_last"]["mean_class"] - scores[-1]) < 1e-9
+
+
+def test_compile_in_place_keeps_the_weights_and_falls_back_to_eager():
+    from longtail.engine.loop import compile_in_place
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
+    x = torch.randn(4, 5)
+    expected = net(x)
+    keys = list(net.state_dict())
+    assert compile_in_place(net, x[:1], log=lambda text: None)
+    torch.testing.assert_close(net(x), expected)
+    assert list(net.state_dict()) == keys  # checkpoints load into the eager model and back
+
+    class Unsupported(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("an op the compiler cannot handle")
+
+    said = []
+    assert not compile_in_place(Unsupported(), x, log=said.append)
+    assert "Unsupported did not compile (RuntimeError" in said[0] and "training it eagerly" in said[0]
+
+
+def test_compile_through_the_cli_falls_back_with_a_message(tmp_path, monkeypatch, capsys):
+    from helpers.runs import read_metrics, tiny_args
+    from longtail.cli.main import main
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("no C++ compiler here")
+
+    monkeypatch.setattr(nn.Module, "compile", broken)
+    assert main(["train", *tiny_args(tmp_path, "compiled", "compile=true", "epochs=1")]) == 0
+    printed = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert "Classifier did not compile (RuntimeError: no C++ compiler here); training it eagerly" in printed
+    assert read_metrics(tmp_path / "compiled")["finished"]

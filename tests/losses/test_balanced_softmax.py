@@ -155,8 +155,8 @@ def test_bad_zero_counts_option_and_bad_counts():
 @pytest.mark.parametrize("logits_shape, target_shape, message", [
     ((8, 4), (8,), r"logits must have shape \(B, 5\), got \(8, 4\)"),
     ((8,), (8,), r"logits must have shape \(B, 5\)"),
-    ((8, 5), (7,), r"target must have shape \(8,\), got \(7,\)"),
-    ((8, 5), (8, 1), r"target must have shape \(8,\)"),
+    ((8, 5), (7,), r"target must have shape \(8,\) \(class indices\) or \(8, 5\) \(soft targets\), got \(7,\)"),
+    ((8, 5), (8, 1), r"soft targets must be floating point of the logits' shape \(8, 5\), got torch.int64 \(8, 1\)"),
 ])
 def test_shape_errors_name_the_expected_shape(logits_shape, target_shape, message):
     logits = torch.zeros(logits_shape)

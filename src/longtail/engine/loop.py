@@ -33,7 +33,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimiz
                     epoch: int, step_hook: Callable[[Tensor, Tensor, int], None] | None = None,
                     progress: Callable[[int, dict], None] | None = None, max_grad_norm: float | None = None,
                     memory_format: torch.memory_format = torch.contiguous_format,
-                    amp: torch.dtype | None = None, scaler: "torch.amp.GradScaler | None" = None) -> dict:
+                    amp: torch.dtype | None = None, scaler: "torch.amp.GradScaler | None" = None,
+                    batch_transform: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None) -> dict:
     """One pass over ``loader``. ``loss_fn(logits, target)`` returns a tensor or a dict of tensors.
 
     ``step_hook(inputs, targets, global_step)``, if given, runs before each update (the Meta
@@ -45,7 +46,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimiz
     ``amp`` (torch.bfloat16 / torch.float16): the forward pass and the loss run under ``torch.autocast``
     (the loss functions' log-softmax runs in float32 there); ``scaler`` (a GradScaler, for float16) scales
     the loss and skips steps whose gradients overflow. The step hook (the Meta Sampler's bilevel step)
-    stays in float32.
+    stays in float32. ``batch_transform(inputs, targets)``, if given, runs on each batch on the device before the
+    step (mixup / CutMix / ReMix: the targets become soft, (B, C)).
     """
     model.train()
     sums: dict[str, float] = {}
@@ -53,6 +55,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimiz
     num_batches = len(loader) if hasattr(loader, "__len__") else -1
     for step, (inputs, targets) in enumerate(loader):
         inputs, targets = _to_device(inputs, device, memory_format), targets.to(device, non_blocking=True)
+        if batch_transform is not None:
+            inputs, targets = batch_transform(inputs, targets)
         global_step = epoch * max(num_batches, 0) + step
         if step_hook is not None:
             step_hook(inputs, targets, global_step)
@@ -186,3 +190,22 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, train_c
     return score_logits(logits, targets, train_counts, many=many, few=few)
 
 
+def compile_in_place(module: nn.Module, example: Tensor, *, log: Callable[[str], None] = print) -> bool:
+    """``torch.compile`` ``module`` in place (``nn.Module.compile``: its state-dict keys stay the same, so
+    checkpoints load either way) and run it once on ``example``, compiling now rather than in the first
+    training step. A module that does not compile is put back to eager and ``log`` says why; returns
+    whether it is compiled."""
+    try:
+        module.compile()
+        was_training = module.training
+        module.eval()
+        with torch.no_grad():
+            module(example)
+        module.train(was_training)
+        return True
+    except Exception as err:  # any backend failure (no compiler, an unsupported op): train eagerly instead
+        module._compiled_call_impl = None  # what nn.Module.compile set: the module calls its eager forward again
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        log(f"compile: {type(module).__name__} did not compile ({type(err).__name__}: {first_line[:200]}); "
+            "training it eagerly")
+        return False

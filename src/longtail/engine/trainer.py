@@ -73,8 +73,10 @@ class Trainer:
     ``model``: the whole network (validated, tested, saved). ``trained``: what the optimiser updates and
     the training batches go through (default ``model``; in stage 2 the head, fed features).
     ``val_model`` / ``val_loader``: what validation runs (default ``model`` on ``val_loader``).
-    ``sampler``: gets ``set_epoch`` each epoch. ``class_counts``: training count per class (shot groups
-    ``many`` / ``few``). ``select_on``: ``val`` (best val mean per-class accuracy) or ``last``.
+    ``sampler``: gets ``set_epoch`` each epoch. ``batch_transform``: applied to every training batch on the
+    device (mixup / CutMix / ReMix from :mod:`longtail.data.mixing`; the targets become soft).
+    ``class_counts``: training count per class (shot groups ``many`` / ``few``).
+    ``select_on``: ``val`` (best val mean per-class accuracy) or ``last``.
     ``run``: a claimed :class:`~longtail.engine.run_dir.RunDirectory` to write the run protocol into
     (``None``: nothing is written and ``select_on=val`` keeps the best weights in memory);
     ``run_info`` heads metrics.json, ``checkpoint_extra`` goes into every checkpoint.
@@ -88,7 +90,8 @@ class Trainer:
                  trained: nn.Module | None = None, val_model: nn.Module | None = None, hooks: Sequence[Hook] = (),
                  dist: dist_utils.DistInfo | None = None, seed: int = 0, eval_every: int = 1, select_on: str = "val",
                  many: int = 100, few: int = 20, channels_last: bool = False, amp: torch.dtype | None = None,
-                 max_grad_norm: float | None = None, run: RunDirectory | None = None,
+                 max_grad_norm: float | None = None, batch_transform: Callable | None = None,
+                 run: RunDirectory | None = None,
                  run_info: dict[str, Any] | None = None, checkpoint_extra: dict[str, Any] | None = None,
                  log: Callable[[str], None] = lambda text: None, progress: ProgressFactory = _no_progress) -> None:
         if select_on not in SELECT_ON:
@@ -106,7 +109,7 @@ class Trainer:
         self.class_counts, self.many, self.few = list(class_counts), many, few
         self.class_names = list(class_names) if class_names is not None else [str(c) for c in range(len(class_counts))]
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.amp, self.max_grad_norm = amp, max_grad_norm
+        self.amp, self.max_grad_norm, self.batch_transform = amp, max_grad_norm, batch_transform
         self.scaler = torch.amp.GradScaler(self.dist.device.type) if amp == torch.float16 else None
         self.run, self.run_info, self.checkpoint_extra = run, dict(run_info or {}), dict(checkpoint_extra or {})
         self.log, self.progress = log, progress
@@ -180,7 +183,7 @@ class Trainer:
                 stats = train_one_epoch(self.trained, self.loader, self.loss_fn, self.optimizer, self.scheduler,
                                         device=info.device, epoch=epoch, max_grad_norm=self.max_grad_norm,
                                         step_hook=step_hook, memory_format=train_format, amp=self.amp,
-                                        scaler=self.scaler, progress=update)
+                                        scaler=self.scaler, progress=update, batch_transform=self.batch_transform)
             record = {"epoch": epoch + 1, "train_loss": stats["loss"], "lr": self.optimizer.param_groups[0]["lr"],
                       "seconds": stats["seconds"]}
             validated = (epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs

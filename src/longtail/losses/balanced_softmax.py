@@ -41,10 +41,18 @@ def balanced_softmax_loss(logits: Tensor, target: Tensor, class_counts: Sequence
 
 
 def _shifted_cross_entropy(logits: Tensor, target: Tensor, shift: Tensor, absent: bool) -> Tensor:
-    """CE(z + shift, y), (B,). ``absent``: some shift is -inf, so targets must be checked (a sync)."""
-    if absent and torch.isinf(shift[target]).any():
-        named = sorted(set(target[torch.isinf(shift[target])].tolist()))
-        raise ValueError(f"targets name classes {named} whose training count is 0 (treated as absent)")
+    """CE(z + shift, y), (B,), for class indices y (B,) or soft targets q (B, C) (then -sum_j q_j log softmax(z +
+    shift)_j, Balanced Softmax with mixup's targets). ``absent``: some shift is -inf, so targets must be checked."""
+    if absent:
+        if target.ndim == 2:
+            named = torch.nonzero((target > 0).any(0) & torch.isinf(shift)).flatten().tolist()
+        else:
+            named = sorted(set(target[torch.isinf(shift[target])].tolist()))
+        if named:
+            raise ValueError(f"targets name classes {named} whose training count is 0 (treated as absent)")
+        if target.ndim == 2:  # 0 * (-inf) would be NaN: absent classes carry no mass, leave them out
+            keep = ~torch.isinf(shift)
+            return F.cross_entropy((logits + shift)[:, keep], target[:, keep], reduction="none")
     return F.cross_entropy(logits + shift, target, reduction="none")
 
 
@@ -71,3 +79,6 @@ class BalancedSoftmaxLoss(ClassCountLoss):
 
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
         return _shifted_cross_entropy(logits, target, self.log_prior.to(logits.dtype), self.has_absent)
+
+    def per_sample_soft(self, logits: Tensor, probs: Tensor) -> Tensor:
+        return self.per_sample(logits, probs)  # CE(z + log p, q)

@@ -51,12 +51,21 @@ def check_reduction(reduction: str) -> Reduction:
     return reduction  # type: ignore[return-value]
 
 
-def check_logits_target(logits: Tensor, target: Tensor, num_classes: int) -> None:
-    """Shapes must be (B, C) and (B,); catches the classic 'wrong number of classes' mistake early."""
+def check_logits_target(logits: Tensor, target: Tensor, num_classes: int) -> bool:
+    """Logits must be (B, C); the target (B,) class indices or (B, C) soft targets (a distribution over the
+    classes per sample: mixup, CutMix, label smoothing). Returns True for soft targets. Catches the classic
+    'wrong number of classes' mistake early."""
     if logits.ndim != 2 or logits.shape[1] != num_classes:
         raise ValueError(f"logits must have shape (B, {num_classes}), got {tuple(logits.shape)}")
+    if target.ndim == 2:
+        if tuple(target.shape) != tuple(logits.shape) or not target.is_floating_point():
+            raise ValueError(f"soft targets must be floating point of the logits' shape {tuple(logits.shape)}, got "
+                             f"{target.dtype} {tuple(target.shape)}")
+        return True
     if target.ndim != 1 or target.shape[0] != logits.shape[0]:
-        raise ValueError(f"target must have shape ({logits.shape[0]},), got {tuple(target.shape)}")
+        raise ValueError(f"target must have shape ({logits.shape[0]},) (class indices) or {tuple(logits.shape)} "
+                         f"(soft targets), got {tuple(target.shape)}")
+    return False
 
 
 class ClassCountLoss(nn.Module):
@@ -79,9 +88,32 @@ class ClassCountLoss(nn.Module):
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def class_weights(self) -> Tensor | None:
+        """(C,) per-class loss weights the reduction applies (class-balanced, DRW), or None."""
+        return None
+
+    def per_sample_soft(self, logits: Tensor, probs: Tensor) -> Tensor:
+        """(B,) losses for soft targets ``probs`` (B, C): the target distribution's expected loss,
+        sum_j q_j w_j L(z, j) / sum_j q_j w_j with w the class weights (1 without), i.e. mixup's mix of the
+        two labels' losses; with a one-hot q it is the hard-label loss. Evaluated on the classes that carry
+        target mass in the batch; cross-entropy-like losses override it with cross-entropy against q."""
+        weights = self.class_weights()
+        total = torch.zeros(logits.shape[0], dtype=logits.dtype, device=logits.device)
+        norm = torch.zeros_like(total)
+        for c in torch.nonzero(probs.detach().sum(0) > 0).flatten().tolist():
+            mass = probs[:, c] * (weights[c].to(logits.dtype) if weights is not None else 1.0)
+            total = total + mass * self.per_sample(logits, torch.full_like(total, c, dtype=torch.long))
+            norm = norm + mass
+        return total / norm.clamp_min(torch.finfo(logits.dtype).tiny)
+
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        check_logits_target(logits, target, self.num_classes)
-        return reduce_loss(self.per_sample(logits, target), self.reduction)
+        soft = check_logits_target(logits, target, self.num_classes)
+        weights = self.class_weights()
+        if weights is not None:
+            weights = weights.to(logits.dtype)
+            weights = target @ weights if soft else weights[target]
+        per_sample = self.per_sample_soft(logits, target) if soft else self.per_sample(logits, target)
+        return reduce_loss(per_sample, self.reduction, weights)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, reduction={self.reduction!r}"

@@ -65,10 +65,8 @@ class ClassBalancedLoss(ClassCountLoss):
         """Unweighted (B,) losses; :meth:`forward` applies the class weights."""
         return focal_per_sample(logits, target, self.gamma)
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        check_logits_target(logits, target, self.num_classes)
-        weights = self.weights.to(logits.dtype)[target]
-        return reduce_loss(self.per_sample(logits, target), self.reduction, weights)
+    def class_weights(self) -> Tensor:
+        return self.weights
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, beta={self.beta}, gamma={self.gamma}"

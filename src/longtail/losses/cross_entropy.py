@@ -21,3 +21,6 @@ class CrossEntropyLoss(ClassCountLoss):
 
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(logits, target, reduction="none")
+
+    def per_sample_soft(self, logits: Tensor, probs: Tensor) -> Tensor:
+        return F.cross_entropy(logits, probs, reduction="none")  # -sum_j q_j log softmax(z)_j

@@ -74,8 +74,19 @@ class EqualizationLoss(ClassCountLoss):
         self.register_buffer("rare", rare_class_mask(self.class_counts, freq_threshold))
 
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
-        beta = (torch.rand(target.shape[0], device=logits.device) < self.gamma).to(logits.dtype)
-        return softmax_eql_per_sample(logits, target, self.rare, beta)
+        return softmax_eql_per_sample(logits, target, self.rare, self._draw_beta(logits))
+
+    def per_sample_soft(self, logits: Tensor, probs: Tensor) -> Tensor:
+        """sum_j q_j EQL(z, j) with one draw of beta per sample (as for a hard label)."""
+        beta = self._draw_beta(logits)
+        total = torch.zeros(logits.shape[0], dtype=logits.dtype, device=logits.device)
+        for c in torch.nonzero(probs.detach().sum(0) > 0).flatten().tolist():
+            target = torch.full_like(total, c, dtype=torch.long)
+            total = total + probs[:, c] * softmax_eql_per_sample(logits, target, self.rare, beta)
+        return total / probs.sum(1).clamp_min(torch.finfo(logits.dtype).tiny)
+
+    def _draw_beta(self, logits: Tensor) -> Tensor:
+        return (torch.rand(logits.shape[0], device=logits.device) < self.gamma).to(logits.dtype)
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, freq_threshold={self.freq_threshold}, gamma={self.gamma}, "

@@ -84,10 +84,8 @@ class LDAMLoss(ClassCountLoss):
         """Unweighted (B,) losses; :meth:`forward` applies the DRW weights when active."""
         return ldam_per_sample(logits, target, self.margins.to(logits.dtype), self.scale)
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        check_logits_target(logits, target, self.num_classes)
-        weights = self.drw_weights.to(logits.dtype)[target] if self.reweighting else None
-        return reduce_loss(self.per_sample(logits, target), self.reduction, weights)
+    def class_weights(self) -> Tensor | None:
+        return self.drw_weights if self.reweighting else None
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, max_margin={self.max_margin}, scale={self.scale}, "

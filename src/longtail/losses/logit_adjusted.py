@@ -53,5 +53,8 @@ class LogitAdjustedLoss(ClassCountLoss):
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(logits + self.tau * self.log_prior.to(logits.dtype), target, reduction="none")
 
+    def per_sample_soft(self, logits: Tensor, probs: Tensor) -> Tensor:
+        return self.per_sample(logits, probs)  # cross-entropy against q of the adjusted logits
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, tau={self.tau}"

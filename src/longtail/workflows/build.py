@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from ..config import ConfigError, TrainConfig
 from ..data import LongTailedData, build_dataset, loaders
+from ..data.mixing import batch_mixer
 from ..engine.distributed import DistInfo
 from ..losses import LOSSES, create_loss
 from ..models import MODELS, create_model
@@ -125,3 +126,16 @@ def build_optimizer(cfg: TrainConfig, trained: torch.nn.Module, *, stage2: bool 
         return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                            nesterov=cfg.nesterov)
+
+
+def build_mixer(cfg: TrainConfig, data: LongTailedData):
+    """The batch mixing of ``cfg.mix`` (None without), checked against the rest of the run."""
+    if cfg.mix is None:
+        return None
+    if cfg.init_from:
+        raise ConfigError("mix (mixup / CutMix / ReMix) mixes images in end-to-end training; stage 2 (init_from) "
+                          "trains the classifier on frozen-backbone features: remove mix")
+    try:
+        return batch_mixer(cfg.mix, data.class_counts, alpha=cfg.mix_alpha, kappa=cfg.remix_kappa, tau=cfg.remix_tau)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None

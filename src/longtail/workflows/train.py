@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..config import ConfigError, TrainConfig, changed_settings, to_dict
 from ..engine import distributed as dist_utils
 from ..engine import load_checkpoint, warmup_cosine
+from ..engine.loop import compile_in_place
 from ..engine.run_dir import RunDirectory
 from ..engine.run_dir import claimed_run_dir as _claimed
 from ..engine.trainer import CHECKPOINT_FILE, RUN_FILES, SELECT_ON, Trainer, seed_everything
@@ -125,6 +126,13 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
     if stage2 and stage2.val_loader is not None:  # cached val features: evaluate the head on them
         val_model, val_loader = stage2.head, stage2.val_loader
     optimizer = build.build_optimizer(cfg, trained, stage2=stage2 is not None)
+    mixer = build.build_mixer(cfg, data)
+    if cfg.compile and stage2 is not None:
+        raise ConfigError("compile speeds up the whole network of end-to-end training; stage 2 (init_from) trains "
+                          "only the classifier on features: remove compile")
+    if cfg.compile:  # compiling in place keeps the parameters (and their state-dict keys)
+        example = data.train[0][0][None].to(info.device, memory_format=memory_format)
+        compile_in_place(model, example, log=lambda text: say(f"[yellow]{escape(text)}[/]"))
     steps_per_epoch = len(loader)
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch),
                               cfg.warmup_start_factor)
@@ -141,7 +149,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
                           epochs=cfg.epochs, class_counts=data.class_counts, class_names=data.class_names,
                           seed=cfg.seed, eval_every=cfg.eval_every, select_on=cfg.select_on,
                           many=cfg.many_threshold, few=cfg.few_threshold, channels_last=cfg.channels_last,
-                          amp=amp_dtype(cfg.amp), max_grad_norm=cfg.max_grad_norm, run=directory,
+                          amp=amp_dtype(cfg.amp), max_grad_norm=cfg.max_grad_norm, batch_transform=mixer, run=directory,
                           run_info={"name": cfg.name, "dataset": cfg.dataset, "model": cfg.model, "loss": cfg.loss,
                                     "sampler": cfg.sampler, "seed": cfg.seed},
                           checkpoint_extra={"config": to_dict(cfg), "split": split_settings(cfg)},
