@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 $(BIN)/longtail: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[detection,export,test]"
+	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[detection,export,timm,test]"
 	touch $@
 
 install: $(BIN)/longtail

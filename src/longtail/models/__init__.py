@@ -2,8 +2,8 @@
 
 from .classifier import Classifier
 from .heads import HEADS, CosineHead, LWSHead, TauNormHead, create_head, tau_normalise
-from .registry import MODELS, create_model, register_model
+from .registry import MODELS, create_model, model_factory, register_model
 from .resnet_cifar import CifarResNet
 
-__all__ = ["Classifier", "MODELS", "create_model", "register_model", "CifarResNet", "HEADS", "CosineHead", "LWSHead",
-           "TauNormHead", "create_head", "tau_normalise"]
+__all__ = ["Classifier", "MODELS", "create_model", "model_factory", "register_model", "CifarResNet", "HEADS",
+           "CosineHead", "LWSHead", "TauNormHead", "create_head", "tau_normalise"]

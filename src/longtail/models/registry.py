@@ -1,9 +1,14 @@
 """Models by name (timm style): ``create_model('resnet32', num_classes=10, in_channels=3)``.
 
-Every factory returns a :class:`Classifier` (backbone + linear head)."""
+Every factory returns a :class:`Classifier` (backbone + linear head). Besides the registered names, any
+timm model is ``timm/<name>`` (``pip install timm``) and any torchvision classification model
+``torchvision/<name>``; both take ``pretrained_path`` (a local weights file: nothing is downloaded) and
+further keyword arguments of the model's constructor, and their classifier is found and replaced by the
+linear head without assuming where it lives (``.fc``, ``.classifier``, ``.heads.head`` ...)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from torch import nn
@@ -16,8 +21,81 @@ MODELS: Registry[Classifier] = Registry("model")
 register_model = MODELS.register
 
 
+def model_factory(name: str):
+    """The factory of ``name``: a registered model, ``timm/<name>`` or ``torchvision/<name>``."""
+    if name.startswith("timm/"):
+        return functools.partial(_timm_model, name[len("timm/"):])
+    if name.startswith("torchvision/"):
+        return functools.partial(_torchvision_model, name[len("torchvision/"):])
+    return MODELS.get(name)
+
+
 def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: Any) -> Classifier:
-    return MODELS.create(name, num_classes=num_classes, in_channels=in_channels, **kwargs)
+    return model_factory(name)(num_classes=num_classes, in_channels=in_channels, **kwargs)
+
+
+def _load_local_weights(net: nn.Module, path: str, ignored: set[str], what: str) -> None:
+    """A local state dict into ``net``; only the ``ignored`` keys (the replaced classifier) may be missing or extra."""
+    from ..engine.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)  # weights_only; clear errors for missing / damaged / unsafe files
+    state = state.get("model", state) if isinstance(state, dict) else state
+    state = {k: v for k, v in state.items() if k not in ignored}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in ignored]  # the classifier is replaced: its weights are not needed
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit {what}: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+
+
+def _timm_model(arch: str, num_classes: int, in_channels: int = 3, pretrained_path: str | None = None,
+                **kwargs: Any) -> Classifier:
+    """A timm model without its classifier (``num_classes=0``: features of ``num_features``) + a linear head."""
+    try:
+        import timm
+    except ImportError:
+        raise ValueError(f"model timm/{arch} needs timm: pip install timm (or longtail[timm])") from None
+    try:
+        backbone = timm.create_model(arch, pretrained=False, num_classes=0, in_chans=in_channels, **kwargs)
+    except RuntimeError as err:  # timm's message for an unknown name
+        raise ValueError(f"timm has no model {arch!r} ({err}); `timm.list_models('{arch[:4]}*')` lists the names") from None
+    if pretrained_path is not None:
+        ignored = set(timm.create_model(arch, pretrained=False, in_chans=in_channels, **kwargs).state_dict()) - set(
+            backbone.state_dict())  # the classifier's keys of the full model
+        _load_local_weights(backbone, pretrained_path, ignored, f"timm/{arch}")
+    return Classifier(backbone, backbone.num_features, num_classes)
+
+
+def _torchvision_model(arch: str, num_classes: int, in_channels: int = 3, pretrained_path: str | None = None,
+                       **kwargs: Any) -> Classifier:
+    """A torchvision classification model whose classifier (its last Linear layer) becomes the identity."""
+    import torchvision
+
+    try:
+        net = torchvision.models.get_model(arch, weights=None, **kwargs)
+    except ValueError as err:
+        raise ValueError(f"torchvision has no model {arch!r}: {err}") from None
+    name, last = next(((n, m) for n, m in reversed(list(net.named_modules())) if isinstance(m, nn.Linear)), (None, None))
+    if last is None:
+        raise ValueError(f"torchvision/{arch} has no Linear classifier to replace")
+    if pretrained_path is not None:
+        _load_local_weights(net, pretrained_path, {f"{name}.weight", f"{name}.bias"} - {"."}, f"torchvision/{arch}")
+    parent = net.get_submodule(name.rpartition(".")[0]) if "." in name else net
+    setattr(parent, name.rpartition(".")[2], nn.Identity())
+    if in_channels != 3:
+        first = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+        if first.in_channels != 3:
+            raise ValueError(f"torchvision/{arch}: cannot adapt its first convolution to {in_channels} channels")
+        _replace_first_conv(net, first, in_channels)
+    return Classifier(net, last.in_features, num_classes)
+
+
+def _replace_first_conv(net: nn.Module, conv: nn.Conv2d, in_channels: int) -> None:
+    for name, module in net.named_modules():
+        if module is conv:
+            parent = net.get_submodule(name.rpartition(".")[0]) if "." in name else net
+            setattr(parent, name.rpartition(".")[2], nn.Conv2d(
+                in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None))
+            return
 
 
 @register_model("resnet32")

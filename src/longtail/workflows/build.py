@@ -13,7 +13,7 @@ from ..data import LongTailedData, build_dataset, loaders
 from ..data.mixing import batch_mixer
 from ..engine.distributed import DistInfo
 from ..losses import LOSSES, create_loss
-from ..models import MODELS, create_model
+from ..models import create_model, model_factory
 from ..models.heads import create_head
 from ..samplers import SAMPLERS, create_sampler
 
@@ -21,6 +21,8 @@ from ..samplers import SAMPLERS, create_sampler
 def check_options(kind: str, name: str, factory: Callable, options: dict, reserved: tuple[str, ...] = ()) -> None:
     """Options in ``*_options`` must be keyword arguments of the factory: a typo is an error."""
     params = inspect.signature(factory).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return  # the options go on to a constructor that checks them itself (timm / torchvision models)
     takes = sorted(k for k, p in params.items()
                    if k not in reserved and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
     unknown = [k for k in options if k not in takes]
@@ -46,11 +48,14 @@ def build_data(cfg: TrainConfig) -> LongTailedData:
 
 def build_model(cfg: TrainConfig, data: LongTailedData) -> torch.nn.Module:
     try:
-        factory = MODELS.get(cfg.model)
+        factory = model_factory(cfg.model)
     except KeyError as err:
-        raise ConfigError(str(err.args[0])) from None
+        raise ConfigError(f"{err.args[0]} (or timm/<name>, torchvision/<name>)") from None
     check_options("model", cfg.model, factory, cfg.model_options, reserved=("num_classes", "in_channels"))
-    model = create_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_options)
+    try:
+        model = create_model(cfg.model, data.num_classes, data.in_channels, **cfg.model_options)
+    except TypeError as err:  # an option the timm / torchvision constructor does not take
+        raise ConfigError(f"model {cfg.model}: model_options {sorted(cfg.model_options)}: {err}") from None
     if cfg.head == "lws" and not (cfg.init_from and not cfg.reinit_head):
         raise ConfigError("head: lws rescales a trained stage-1 head: set init_from=<stage-1 run directory> and "
                           "reinit_head: false (see configs/fashion_mnist_lt/lws.yaml)")
