@@ -114,6 +114,7 @@ class DetectConfig:
     device: str = "auto"  # auto | cpu | cuda
     num_workers: int = 0
     num_threads: Optional[int] = None  # torch CPU threads (1 is fastest on a busy 2-core machine)
+    amp: Optional[str] = None  # mixed-precision training: bf16 | fp16 (GradScaler); evaluation stays float32
     # --- data (LVIS- or COCO-format json; image paths relative to image_root, default: the json's folder) ---
     dataset_format: str = "lvis"  # lvis (federated LVIS evaluation, APr/APc/APf) | coco (COCO evaluation, AP1..AP4)
     train_json: Optional[str] = None

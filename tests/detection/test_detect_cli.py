@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from helpers.toy_detection import write_toy_lvis
@@ -121,3 +122,21 @@ def test_shipped_suites_are_valid():
     for method, (cfg_path, _, sweep) in swept.entries.items():
         lr = load_config(DetectConfig, configs / fixed.entries[method][0]).lr
         assert lr in sweep["lr"], f"{method}: lr {lr} is not in the sweep grid {sweep['lr']}"
+
+
+def test_bf16_training_end_to_end_and_decoupled(tmp_path, capsys):
+    """amp: bf16 trains a detector end to end and a BALMS stage 2 from it (features under autocast, the
+    class-logit layer and the meta step in float32); evaluation stays float32; a bad amp value is refused."""
+    from helpers.runs import toy_detection_config
+
+    config = toy_detection_config(tmp_path, "amp: bf16")
+    assert main(["detect", "train", str(config), "name=s1", "--quiet"]) == 0
+    stage1 = json.loads((tmp_path / "runs" / "s1" / "metrics.json").read_text())
+    assert all(np.isfinite(v) for h in stage1["history"] for k, v in h.items() if k.startswith("loss"))
+    assert main(["detect", "train", str(config), "name=s2", "head=balms", f"init_from={tmp_path / 'runs' / 's1'}",
+                 "--quiet"]) == 0
+    stage2 = json.loads((tmp_path / "runs" / "s2" / "metrics.json").read_text())
+    assert np.isfinite(stage2["history"][0]["loss"]) and stage2["history"][0]["meta_loss"] > 0
+    assert {"AP", "APr"} <= set(stage2["val"]["bbox"])
+    assert main(["detect", "train", str(config), "name=s3", "amp=fp8"]) == 2
+    assert "amp must be bf16, fp16 or null" in capsys.readouterr().err

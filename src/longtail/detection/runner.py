@@ -153,10 +153,12 @@ class DetectionTrainer:
     split. ``checkpoint_extra`` goes into every checkpoint (the CLI's config)."""
 
     def __init__(self, parts: TrainingParts, *, epochs: int, seed: int = 0, max_grad_norm: float | None = None,
-                 dist: dist_utils.DistInfo | None = None, run: RunDirectory | None = None,
+                 amp: torch.dtype | None = None, dist: dist_utils.DistInfo | None = None, run: RunDirectory | None = None,
                  checkpoint_extra: Mapping[str, Any] | None = None, log: Callable[[str], None] = lambda text: None):
         self.parts, self.epochs, self.seed, self.max_grad_norm = parts, epochs, seed, max_grad_norm
         self.dist = dist or dist_utils.DistInfo()
+        self.amp = amp  # training only: evaluation stays float32 (box coordinates need its precision)
+        self.scaler = torch.amp.GradScaler(self.dist.device.type) if amp == torch.float16 and not parts.decoupled else None
         self.run, self.checkpoint_extra, self.log = run, dict(checkpoint_extra or {}), log
         self.history: list[dict] = []
         self.start_epoch = 0
@@ -168,6 +170,8 @@ class DetectionTrainer:
                  **self.checkpoint_extra, "world_size": self.dist.world_size}
         if p.meta is not None:
             state.update(p.meta.state_dict())
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -182,6 +186,8 @@ class DetectionTrainer:
         p.scheduler.load_state_dict(state["scheduler"])
         if p.meta is not None:
             p.meta.load_state_dict(state)
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.history, self.start_epoch = state["history"], int(state["epoch"])
 
     def fit(self) -> list[dict]:
@@ -210,9 +216,9 @@ class DetectionTrainer:
             return det.decoupled_train_one_epoch(
                 p.model, p.loader, p.optimizer, p.scheduler, device=self.dist.device, epoch=epoch,
                 reweighter=meta.reweighter if meta else None, meta_optimizer=meta.optimizer if meta else None,
-                meta_batches=meta.batches if meta else None)
+                meta_batches=meta.batches if meta else None, amp=self.amp)
         return det.train_one_epoch(p.trained, p.loader, p.optimizer, p.scheduler, device=self.dist.device,
-                                   epoch=epoch, max_grad_norm=self.max_grad_norm)
+                                   epoch=epoch, max_grad_norm=self.max_grad_norm, amp=self.amp, scaler=self.scaler)
 
 
 def evaluate_detector(model: nn.Module, dataset: LvisDetection, ground_truth: str | Path | Mapping[str, Any], *,

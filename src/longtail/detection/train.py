@@ -53,20 +53,24 @@ def _mean_over_ranks(sums: dict[str, float], steps: int, device: torch.device) -
 def train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, *, device: torch.device,
                     epoch: int = 0, max_grad_norm: float | None = None,
-                    progress: Callable[[int, dict], None] | None = None) -> dict:
+                    progress: Callable[[int, dict], None] | None = None, amp: torch.dtype | None = None,
+                    scaler: "torch.amp.GradScaler | None" = None) -> dict:
     """End-to-end: one pass of ``model(images, targets)`` (a torchvision detector, DDP-wrapped under
     torchrun) summing its loss dict. Returns the mean of every loss term (averaged over ranks), the
-    number of steps and the wall time."""
+    number of steps and the wall time. ``amp`` (bfloat16 / float16): the forward pass runs under autocast,
+    the losses are summed in float32; ``scaler`` (float16) scales the loss."""
     model.train()
     sums: dict[str, float] = {}
     steps, start = 0, time.perf_counter()
     for step, (images, targets) in enumerate(loader):
         images, targets = _to(images, targets, device)
-        losses = model(images, targets)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            losses = model(images, targets)
+        losses = {k: v.float() for k, v in losses.items()}
         total = sum(losses.values())
         _check_finite(total, losses, epoch, step)
         optimizer_step(total, optimizer, scheduler, parameters=[p for p in model.parameters() if p.requires_grad],
-                       max_grad_norm=max_grad_norm)
+                       max_grad_norm=max_grad_norm, scaler=scaler)
         steps += 1
         losses["loss"] = total
         for k, v in losses.items():
@@ -115,12 +119,19 @@ def decoupled_train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimiz
                               epoch: int = 0, reweighter: MetaReweighter | None = None,
                               meta_optimizer: torch.optim.Optimizer | None = None,
                               meta_batches: Iterator[Batch] | None = None,
-                              progress: Callable[[int, dict], None] | None = None) -> dict:
+                              progress: Callable[[int, dict], None] | None = None,
+                              amp: torch.dtype | None = None) -> dict:
     """One epoch of classifier-only training (call :func:`freeze_all_but_class_logits` first).
 
     With ``reweighter`` (BALMS) every step first runs :func:`meta_reweight_step` on the next batch
     of ``meta_batches`` (an endless class-balanced stream), then trains the layer with the head
-    loss weighted by the updated class weights."""
+    loss weighted by the updated class weights. ``amp``: the frozen detector computes the RoI features
+    under autocast; the class-logit layer, its loss and the meta step stay in float32."""
+    def features(batch):
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            feats, labels = roi_training_features(model, *_to(*batch, device))
+        return feats.float(), labels
+
     if reweighter is not None and (meta_optimizer is None or meta_batches is None):
         raise ValueError("the Meta Reweighter needs meta_optimizer and meta_batches")
     heads: LongTailRoIHeads = model.roi_heads
@@ -128,10 +139,10 @@ def decoupled_train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimiz
     sums = {"loss": 0.0, "meta_loss": 0.0}
     steps, start = 0, time.perf_counter()
     for step, (images, targets) in enumerate(loader):
-        feats, labels = roi_training_features(model, *_to(images, targets, device))
+        feats, labels = features((images, targets))
         kwargs = {}
         if reweighter is not None:
-            meta_feats, meta_labels = roi_training_features(model, *_to(*next(meta_batches), device))
+            meta_feats, meta_labels = features(next(meta_batches))
             sums["meta_loss"] += meta_reweight_step(layer, head, feats, labels, meta_feats, meta_labels, reweighter,
                                                     meta_optimizer, optimizer)
             kwargs["class_weights"] = reweighter().detach()

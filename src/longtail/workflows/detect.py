@@ -37,6 +37,7 @@ from ..engine.checkpoint import find_weights, load_checkpoint
 from ..engine.run_dir import RunDirectory
 from ..engine.trainer import seed_everything, write_json_atomic
 from .output import make_console, percent
+from .train import amp_dtype
 
 console = make_console()
 TABLE_METRICS = ("AP", "APr", "APc", "APf")  # LVIS: the frequency groups
@@ -151,10 +152,12 @@ def _train_detector(cfg: DetectConfig, info, *, resume: bool, overwrite: bool, q
                            meta_reweighter=cfg.head == "balms", meta_lr=cfg.meta_lr,
                            repeat_threshold=cfg.repeat_threshold, count_unannotated=cfg.frequency_images == "all",
                            num_workers=cfg.num_workers, seed=cfg.seed, dist=info)
+    amp = amp_dtype(cfg.amp)
     directory = RunDirectory(run_dir, RUN_FILES, CHECKPOINT_FILE)
     # also: no rank reads the directory before rank 0 has prepared it
     with claimed_run_dir(directory, info, resume=resume, overwrite=overwrite, say=say) as can_resume:
-        trainer = DetectionTrainer(parts, epochs=cfg.epochs, seed=cfg.seed, max_grad_norm=cfg.max_grad_norm, dist=info,
+        trainer = DetectionTrainer(parts, epochs=cfg.epochs, seed=cfg.seed, max_grad_norm=cfg.max_grad_norm,
+                                   amp=amp, dist=info,
                                    run=directory, checkpoint_extra={"config": to_dict(cfg)}, log=say)
         if can_resume:
             state = load_checkpoint(run_dir / CHECKPOINT_FILE)
