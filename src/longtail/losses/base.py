@@ -108,6 +108,9 @@ class ClassCountLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         soft = check_logits_target(logits, target, self.num_classes)
+        if logits.dtype in (torch.float16, torch.bfloat16):  # mixed precision: the loss itself in float32
+            logits = logits.float()
+            target = target.float() if soft else target
         weights = self.class_weights()
         if weights is not None:
             weights = weights.to(logits.dtype)
