@@ -112,3 +112,35 @@ def test_posthoc_logit_adjustment_from_saved_logits_equals_recomputing(tmp_path)
     assert saved["posthoc"]["tau"] == recomputed["posthoc"]["tau"]
     assert saved["posthoc"]["val_mean_class"] == recomputed["posthoc"]["val_mean_class"]
     assert saved["test"]["per_class"] == recomputed["test"]["per_class"] and saved["test_plain"] == recomputed["test_plain"]
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_predict_under_torchrun_equals_one_process(tmp_path):
+    """`longtail predict` with 2 processes: each predicts a shard, rank 0 writes the same files as one process
+    (same paths in the same order, same logits) and names the unreadable image once."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from helpers.runs import subprocess_env
+
+    assert main(["train", *tiny_args(tmp_path, "run"), "--quiet"]) == 0
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(11):  # an odd count: the shards differ in length
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8), mode="L").save(folder / f"{i:03d}.png")
+    (folder / "005_broken.png").write_bytes(b"not an image")
+    assert main(["predict", str(tmp_path / "run"), str(folder), "--out", str(tmp_path / "one")]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "longtail.cli.main", "predict", str(tmp_path / "run"), str(folder), "--out", str(tmp_path / "two")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=subprocess_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = np.load(tmp_path / "one" / "logits.npz"), np.load(tmp_path / "two" / "logits.npz")
+    assert list(two["paths"]) == list(one["paths"]) and len(one["paths"]) == 11
+    np.testing.assert_allclose(two["logits"], one["logits"], atol=1e-6)
+    assert (tmp_path / "two" / "predictions.csv").read_text() == (tmp_path / "one" / "predictions.csv").read_text()
+    unreadable = (tmp_path / "two" / "unreadable.txt").read_text().splitlines()
+    assert len(unreadable) == 1 and unreadable[0].startswith(str(folder / "005_broken.png"))
