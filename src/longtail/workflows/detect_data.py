@@ -15,28 +15,6 @@ from ..config import ConfigError
 PRESET_NAMES = ("ci", "default", "coco_lt", "coco_lt_ci")  # = longtail.detection.synthetic.PRESETS (a test checks)
 
 
-def add_make_data_parser(sub) -> None:
-    """Add ``make-data`` to the ``detect`` group's sub-parsers (imports nothing heavy: every command
-    builds this parser)."""
-    p = sub.add_parser("make-data", help="write an embedded benchmark (Fashion-MNIST items on canvases): LVIS or COCO-LT",
-                       description="Write OUT/lvis_train.json, OUT/lvis_val.json, OUT/lvis_test.json and the images "
-                                   "under OUT/train, OUT/val and OUT/test (val for choosing settings, test for "
-                                   "reporting). 120 classes whose training instance counts follow the LVIS v1 train "
-                                   "profile divided by --scale. --size coco_lt (or coco_lt_ci) writes the COCO-LT "
-                                   "stand-in instead: OUT/coco_lt_{train,val,test}.json in COCO format, 80 classes "
-                                   "following the COCO-LT counts / --scale. Example: longtail detect make-data "
-                                   "data/lvis_syn_ci --size ci")
-    p.add_argument("out", help="output folder (must not hold a generated dataset yet)")
-    p.add_argument("--size", choices=PRESET_NAMES, default="default",
-                   help="preset: default (~12,000 train instances, for the 30-minute CPU benchmark), ci (tiny), "
-                        "coco_lt (the COCO-LT stand-in, ~6,700 train instances) or coco_lt_ci (tiny)")
-    p.add_argument("--scale", type=float, default=None,
-                   help="divide the real instance counts by this (presets: 10 default, 60 ci, 100 coco_lt, 800 coco_lt_ci)")
-    p.add_argument("--seed", type=int, default=0, help="same seed, same files")
-    p.add_argument("--data-root", default=None, help="folder holding (or receiving) Fashion-MNIST "
-                                                     "(default: $LONGTAIL_DATA or ./data)")
-
-
 def run_make_data(args: argparse.Namespace) -> dict:
     from ..detection.synthetic import make_synthetic_lvis
 
@@ -64,18 +42,6 @@ def run_make_data(args: argparse.Namespace) -> dict:
                       " / ".join(str(v) for v in train["bags_bins_at_suggested_edges"].values()))
     Console(highlight=False).print(table)
     return summary
-
-
-def add_coco_lt_parser(sub) -> None:
-    p = sub.add_parser("coco-lt", help="write the COCO-LT training json from COCO's instances_train2017.json",
-                       description="Keep, for each COCO category, its annotations in the COCO train2017 images the "
-                                   "COCO-LT list (Wang et al., ECCV 2020; shipped with longtail) gives for it, check "
-                                   "every category's kept instance count against the list, and write the json. "
-                                   "Evaluation uses the full val2017.")
-    p.add_argument("instances", help="COCO's annotations/instances_train2017.json")
-    p.add_argument("--out", default="data/coco_lt/coco_lt_train.json", help="where to write (default: %(default)s)")
-    p.add_argument("--list", dest="split_list", default=None,
-                   help="another class/image list in the same format (default: the shipped COCO-LT list)")
 
 
 def run_coco_lt(instances: str, out: str, split_list: str | None = None) -> dict:
