@@ -156,3 +156,47 @@ def test_hook_draw_mismatch_is_an_error_and_adam_moves_the_logits():
         hook(x, (y + 1) % C, 2)
     with pytest.raises(TypeError, match="torch.optim.SGD"):
         sgd_hyperparameters(torch.optim.Adam(head.parameters()), dict(head.named_parameters()))
+
+
+def test_meta_gradient_with_two_parameter_groups_matches_a_float64_reference():
+    """The classifier's weight and bias in two SGD groups (own lr, momentum, weight decay, nesterov off / on)
+    as a real optimiser holds them: the meta-gradient equals an independent numpy derivation in float64."""
+    head, logits, x, y, gumbel, xm, ym, buffers = _problem(seed=3)
+    opt = torch.optim.SGD([{"params": [head.weight], "lr": 0.4, "momentum": 0.9, "weight_decay": 5e-3},
+                           {"params": [head.bias], "lr": 0.1, "momentum": 0.5, "weight_decay": 0.0, "nesterov": True}],
+                          lr=1.0)
+    for p in (head.weight, head.bias):  # momentum buffers from an earlier step
+        opt.state[p]["momentum_buffer"] = buffers["weight" if p is head.weight else "bias"].clone()
+    loss = BalancedSoftmaxLoss(COUNTS)
+    weights = logits.straight_through(y, gumbel)
+    params = dict(head.named_parameters())
+    (got,), _ = meta_gradient(head, x, y, weights, xm, ym, inner_loss=loss.per_sample, wrt=[logits.logits],
+                              **sgd_hyperparameters(opt, params))
+
+    W, b = head.weight.detach().numpy(), head.bias.detach().numpy()
+    X, Y, Xm, Ym = x.numpy(), y.numpy(), xm.numpy(), ym.numpy()
+    onehot = np.eye(C)[Y]
+    P = _softmax(X @ W.T + b + np.log(np.array(COUNTS, dtype=np.float64)))
+    gW_b, gb_b = (P - onehot)[:, :, None] * X[:, None, :], P - onehot
+
+    def stepped(a):
+        dW = (a[:, None, None] * gW_b).mean(0) + 5e-3 * W
+        db = (a[:, None] * gb_b).mean(0)
+        bufW = 0.9 * buffers["weight"].numpy() + dW
+        bufb = 0.5 * buffers["bias"].numpy() + db
+        return W - 0.4 * bufW, b - 0.1 * (db + 0.5 * bufb)  # nesterov: step along g + mu * buf
+
+    def meta(a):
+        W1, b1 = stepped(a)
+        return _ce(Xm @ W1.T + b1, Ym)
+
+    eps = 1e-6
+    dmeta_da = np.array([(meta(np.ones(B) + eps * np.eye(B)[k]) - meta(np.ones(B) - eps * np.eye(B)[k])) / (2 * eps)
+                         for k in range(B)])
+    w = logits.logits.detach().numpy()
+    sig = 1 / (1 + np.exp(-w))
+    S = _softmax(logits.log_counts.double().numpy() + np.log(sig) + gumbel.numpy())
+    s_y = S[np.arange(B), Y]
+    expected = dmeta_da @ (s_y[:, None] * (np.eye(C)[Y] - S) * (1 - sig)[None, :])
+    assert np.allclose(got.numpy(), expected, rtol=1e-6, atol=1e-10)
+    assert np.abs(expected).max() > 1e-6
