@@ -144,3 +144,31 @@ def test_predict_under_torchrun_equals_one_process(tmp_path):
     assert (tmp_path / "two" / "predictions.csv").read_text() == (tmp_path / "one" / "predictions.csv").read_text()
     unreadable = (tmp_path / "two" / "unreadable.txt").read_text().splitlines()
     assert len(unreadable) == 1 and unreadable[0].startswith(str(folder / "005_broken.png"))
+
+
+def test_tau_norm_from_features_saved_by_eval_equals_recomputing(tmp_path):
+    """`longtail eval --features` saves a split's backbone features; post-hoc tau-norm reads them (no backbone
+    pass) and gets what recomputing gives; features of other weights are not used."""
+    from pathlib import Path
+
+    import torch
+
+    repo = Path(__file__).parents[2]
+    assert main(["train", *tiny_args(tmp_path, "ce"), "--quiet"]) == 0
+    args = ["posthoc", str(repo / "configs/fashion_mnist_lt/tau_norm.yaml"), f"from_run={tmp_path / 'ce'}",
+            f"output_dir={tmp_path}"]
+    assert main([*args, "name=recomputed", "--quiet"]) == 0
+    for split in ("val", "test"):
+        assert main(["eval", str(tmp_path / "ce"), "--split", split, "--features"]) == 0
+        assert (tmp_path / "ce" / f"{split}_features.npz").is_file()
+    assert main([*args, "name=saved", "--quiet"]) == 0
+    saved, recomputed = read_metrics(tmp_path / "saved"), read_metrics(tmp_path / "recomputed")
+    assert saved["posthoc"]["from_saved_features"] and not recomputed["posthoc"]["from_saved_features"]
+    assert saved["posthoc"]["tau"] == recomputed["posthoc"]["tau"]
+    assert saved["posthoc"]["val_mean_class"] == recomputed["posthoc"]["val_mean_class"]
+    assert saved["test"]["per_class"] == recomputed["test"]["per_class"] and saved["test_plain"] == recomputed["test_plain"]
+    state = torch.load(tmp_path / "ce" / "best.pt", weights_only=True)
+    state["epoch"] = -7  # other weights: the saved features no longer belong to them
+    torch.save(state, tmp_path / "ce" / "best.pt")
+    assert main([*args, "name=other", "--quiet"]) == 0
+    assert not read_metrics(tmp_path / "other")["posthoc"]["from_saved_features"]

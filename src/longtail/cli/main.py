@@ -36,6 +36,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--features", action="store_true",
+                   help="also save the backbone features of the split (what `longtail posthoc` tau-norm reads)")
     p = sub.add_parser("predict", help="apply a run to new images: top-k CSV, logits, unreadable files reported")
     p.add_argument("target", help="run directory (uses best.pt) or a .pt checkpoint inside one")
     p.add_argument("inputs", nargs="+", help="image files, folders (recursive) or split lists (path [label] lines)")
@@ -239,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                          quiet=args.quiet)
         elif args.command == "eval":
             from ..workflows.evaluate import run_eval
-            run_eval(args.target, split=args.split, device=args.device, as_json=args.json)
+            run_eval(args.target, split=args.split, device=args.device, as_json=args.json, features=args.features)
         elif args.command == "predict":
             from ..workflows.predict import run_predict
             run_predict(args.target, args.inputs, out=args.out, root=args.root, top_k=args.top_k, prior=args.prior,

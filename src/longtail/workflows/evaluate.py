@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..config import TrainConfig, _check_keys
 from ..engine import distributed as dist_utils
-from ..engine import load_checkpoint, predict
+from ..engine import extract_features, load_checkpoint, predict
 from ..engine.checkpoint import CheckpointError, find_weights
 from ..evaluation import score_logits, write_prediction_reports
 from . import build
@@ -34,7 +34,11 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def run_eval(target: str | Path, *, split: str = "test", device: str = "auto", as_json: bool = False) -> dict:
+def run_eval(target: str | Path, *, split: str = "test", device: str = "auto", as_json: bool = False,
+             features: bool = False) -> dict:
+    """Score a run's selected weights on ``split`` and save the split's logits and reports next to the run;
+    ``features``: also the backbone features (``{split}_features.npz``, what `longtail posthoc` tau-norm reads
+    instead of recomputing them)."""
     run_dir, weights = locate(target)
     cfg = load_run_config(run_dir)
     cfg.device = device
@@ -50,6 +54,15 @@ def run_eval(target: str | Path, *, split: str = "test", device: str = "auto", a
         written = write_prediction_reports(run_dir, logits, targets, data.class_names, prefix=split,
                                            weights_epoch=state.get("epoch"))
         metrics["reports"] = [str(p) for p in written]
+        if features:  # one process computes them over the whole split, in order
+            import numpy as np
+            from torch.utils.data import DataLoader
+
+            feats, labels = extract_features(model.backbone, DataLoader(loader.dataset, batch_size=cfg.eval_batch_size),
+                                             info.device)
+            path = run_dir / f"{split}_features.npz"
+            np.savez_compressed(path, features=feats.numpy(), targets=labels.numpy(), weights_epoch=state.get("epoch", -1))
+            metrics["reports"].append(str(path))
     if as_json:
         print(json.dumps(metrics, indent=2))
     else:

@@ -34,20 +34,22 @@ console = make_console(soft_wrap=True)  # no hard wraps inside paths
 METHODS = ("logit_adjust", "tau_norm")
 
 
-def saved_logits(run_dir: Path, weights_epoch: int | None) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]] | None:
-    """((val logits, targets), (test logits, targets)) the run saved for the weights of ``weights_epoch``,
-    or None when either file is missing or came from other weights (then features are recomputed)."""
+def saved_logits(run_dir: Path, weights_epoch: int | None,
+                 kind: str = "logits") -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]] | None:
+    """((val logits, targets), (test logits, targets)) the run saved for the weights of ``weights_epoch``
+    (``kind="features"``: the backbone features `longtail eval --features` saved), or None when either file is
+    missing or came from other weights (then features are recomputed)."""
     import numpy as np
 
     out = []
     for split in ("val", "test"):
-        path = run_dir / f"{split}_logits.npz"
+        path = run_dir / f"{split}_{kind}.npz"
         if not path.is_file() or weights_epoch is None:
             return None
         with np.load(path) as saved:
             if int(saved.get("weights_epoch", -1)) != int(weights_epoch):
                 return None
-            out.append((torch.from_numpy(saved["logits"]), torch.from_numpy(saved["targets"]).long()))
+            out.append((torch.from_numpy(saved[kind]), torch.from_numpy(saved["targets"]).long()))
     return out[0], out[1]
 
 
@@ -82,16 +84,22 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
 
     start = time.perf_counter()
     counts = data.class_counts
-    saved = saved_logits(stage1_dir, load_checkpoint(weights).get("epoch")) if cfg.method == "logit_adjust" else None
+    weights_epoch = load_checkpoint(weights).get("epoch")
+    saved = saved_logits(stage1_dir, weights_epoch) if cfg.method == "logit_adjust" else None
+    features = saved_logits(stage1_dir, weights_epoch, "features") if saved is None else None
     if saved is not None:  # logit adjustment needs only the logits the run saved for these weights
         (val_logits, val_targets), (test_logits, test_targets) = saved
         corrected = {"val": lambda t: posthoc_adjusted_logits(val_logits, counts, t),
                      "test": lambda t: posthoc_adjusted_logits(test_logits, counts, t)}
         plain_logits = test_logits
     else:
-        val_feats, val_targets = extract_features(model.backbone, DataLoader(data.val, batch_size=cfg.eval_batch_size), device)
-        test_feats, test_targets = extract_features(model.backbone, DataLoader(data.test, batch_size=cfg.eval_batch_size),
-                                                    device)
+        if features is not None:  # tau-norm (and LA without saved logits) from the features `longtail eval` saved
+            (val_feats, val_targets), (test_feats, test_targets) = features
+        else:
+            val_feats, val_targets = extract_features(model.backbone, DataLoader(data.val, batch_size=cfg.eval_batch_size),
+                                                      device)
+            test_feats, test_targets = extract_features(
+                model.backbone, DataLoader(data.test, batch_size=cfg.eval_batch_size), device)
         corrected = {"val": lambda t: _corrected_logits(cfg.method, head, val_feats, counts, t),
                      "test": lambda t: _corrected_logits(cfg.method, head, test_feats, counts, t)}
         with torch.no_grad():
@@ -111,7 +119,8 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
                "sampler": train_cfg.sampler, "seed": train_cfg.seed, "class_counts": counts,
                "class_names": data.class_names, "finished": True, "select_on": "val",
                "posthoc": {"method": cfg.method, "from_run": str(stage1_dir), "weights": weights.name, "tau": best,
-                           "val_mean_class": val_scores, "from_saved_logits": saved is not None},
+                           "val_mean_class": val_scores, "from_saved_logits": saved is not None,
+                           "from_saved_features": features is not None},
                "test": test, "test_plain": plain, "seconds": time.perf_counter() - start,
                "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     run_dir = Path(cfg.output_dir) / cfg.name
