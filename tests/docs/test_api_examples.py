@@ -34,7 +34,7 @@ def run_example(code: str, folder: Path, *command: str) -> str:
 
 
 def test_the_documented_examples_are_found():
-    assert len(examples()) == 3, list(examples())
+    assert len(examples()) == 4, list(examples())
 
 
 def test_decoupled_balms_on_your_own_model(tmp_path):
@@ -43,6 +43,12 @@ def test_decoupled_balms_on_your_own_model(tmp_path):
     probability = json.loads(re.search(r"learned sampling probability (\[.*\])", out).group(1))
     assert accuracy > 0.5  # four separable clusters: the re-trained head learns them
     assert len(probability) == 4 and abs(sum(probability) - 1) < 1e-2
+
+
+def test_mixing_with_a_long_tail_loss(tmp_path):
+    out = run_example(examples()["Mixup, CutMix or ReMix with a long-tail loss in your own loop"], tmp_path)
+    sums = json.loads(re.search(r"soft targets sum to (\[.*?\])", out).group(1))
+    assert sums == [1.0, 1.0, 1.0] and float(out.split("loss")[-1]) > 0
 
 
 @pytest.mark.slow
