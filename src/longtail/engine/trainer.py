@@ -63,7 +63,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 @contextlib.contextmanager
-def _no_progress(description: str, total: int):
+def no_progress(description: str, total: int):
+    """The progress factory that shows nothing (the default)."""
     yield lambda step, stats: None
 
 
@@ -93,7 +94,7 @@ class Trainer:
                  max_grad_norm: float | None = None, batch_transform: Callable | None = None,
                  run: RunDirectory | None = None,
                  run_info: dict[str, Any] | None = None, checkpoint_extra: dict[str, Any] | None = None,
-                 log: Callable[[str], None] = lambda text: None, progress: ProgressFactory = _no_progress) -> None:
+                 log: Callable[[str], None] = lambda text: None, progress: ProgressFactory = no_progress) -> None:
         if select_on not in SELECT_ON:
             raise ValueError(f"select_on must be 'val' or 'last', got {select_on!r} (selecting on test is not offered)")
         if epochs < 1:

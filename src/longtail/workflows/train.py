@@ -23,7 +23,7 @@ from ..engine import load_checkpoint, warmup_cosine
 from ..engine.loop import compile_in_place
 from ..engine.run_dir import RunDirectory
 from ..engine.run_dir import claimed_run_dir as _claimed
-from ..engine.trainer import CHECKPOINT_FILE, RUN_FILES, SELECT_ON, Trainer, seed_everything
+from ..engine.trainer import CHECKPOINT_FILE, RUN_FILES, SELECT_ON, Trainer, no_progress, seed_everything
 from . import build
 from .output import make_console, percent
 from .stage2 import prepare_stage2
@@ -76,11 +76,6 @@ def _progress(description: str, total: int):
     with bar:
         task = bar.add_task(description, total=total, loss=0.0)
         yield lambda step, stats: bar.update(task, advance=1, loss=stats["loss"])
-
-
-@contextlib.contextmanager
-def _no_progress(description: str, total: int):
-    yield lambda step, stats: None
 
 
 def run_training(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:
@@ -154,7 +149,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
                                     "sampler": cfg.sampler, "seed": cfg.seed},
                           checkpoint_extra={"config": to_dict(cfg), "split": split_settings(cfg)},
                           log=say, progress=_progress if info.is_main and not quiet and console.is_terminal
-                          else _no_progress)
+                          else no_progress)
         if can_resume:
             state = load_checkpoint(run_dir / CHECKPOINT_FILE)
             diff = changed_settings(state.get("config", {}), to_dict(cfg), TrainConfig.NOT_COMPUTED_KEYS)
