@@ -1,4 +1,4 @@
-"""The batched CIFAR augmentation against its per-sample definition: the same distribution of crops,
+"""The batched CIFAR and Fashion-MNIST augmentation against its per-sample definition: the same distribution of crops,
 flips and Cutout holes, AutoAugment operations identical to torchvision's per-sample ones."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from longtail.data import ArrayImageDataset
 from longtail.data.array_dataset import collate
 from longtail.data.transforms import (
     STATS,
-    BatchCifarAugment,
+    BatchAugment,
     Cutout,
     autoaugment_batch,
     cifar_batch_transforms,
@@ -48,10 +48,10 @@ def test_random_crop_offsets_are_uniform_and_match_the_padded_crop():
 
 def test_flip_rate_is_one_half_and_per_sample():
     torch.manual_seed(1)
-    aug = BatchCifarAugment(padding=0, flip=True)
+    aug = BatchAugment(padding=0, flip=True)
     images = coded_images(4000)
     out = aug(images)
-    plain = BatchCifarAugment(train=False)(images)
+    plain = BatchAugment(train=False)(images)
     flipped = torch.tensor([torch.equal(o, p.flip(-1)) for o, p in zip(out, plain)])
     same = torch.tensor([torch.equal(o, p) for o, p in zip(out, plain)])
     assert bool((flipped ^ same).all())
@@ -145,3 +145,47 @@ def test_train_pipeline_matches_the_per_sample_pipeline_statistics(autoaugment):
     assert abs(batched.mean() - per_sample.mean()) < 0.03
     assert abs(batched.std() - per_sample.std()) < 0.03
     assert abs((batched == batched.min()).float().mean() - (per_sample == per_sample.min()).float().mean()) < 0.01
+
+
+def _crop_and_flip_of(out: torch.Tensor, images: torch.Tensor, padding: int) -> list[tuple[int, int, bool]]:
+    """Which (row offset, column offset, flipped) turned each image into its output (exactly one must)."""
+    h, w = images.shape[-2:]
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    found = []
+    for o, p in zip(out, padded):
+        matches = [(dy, dx, flip) for dy, dx in itertools.product(range(2 * padding + 1), repeat=2)
+                   for flip in (False, True)
+                   if torch.equal(o, (lambda c: c.flip(-1) if flip else c)(p[:, dy:dy + h, dx:dx + w]))]
+        assert len(matches) == 1
+        found.append(matches[0])
+    return found
+
+
+def test_fashion_mnist_batched_pipeline_matches_the_per_sample_one():
+    """Test time: identical tensors. Training: every output is one padded crop, flipped or not, and the
+    25 offsets x 2 flips are drawn with the per-sample pipeline's (uniform) frequencies."""
+    from torchvision import tv_tensors
+
+    from longtail.data.transforms import fashion_mnist_batch_transforms, fashion_mnist_transforms
+
+    torch.manual_seed(7)
+    images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
+    per_sample_test = torch.stack([fashion_mnist_transforms(False)(tv_tensors.Image(x)) for x in images])
+    assert torch.allclose(fashion_mnist_batch_transforms(False)(images), per_sample_test, atol=1e-6)
+    assert torch.equal(fashion_mnist_batch_transforms(True, augment=False)(images),
+                       fashion_mnist_batch_transforms(False)(images))
+
+    n, padding = 2000, 2
+    coded = (1 + torch.arange(28 * 28) % 251).to(torch.uint8).view(1, 1, 28, 28).expand(n, 1, 28, 28).contiguous()
+    mean, std = STATS["fashion_mnist"]
+    to_uint8 = lambda x: (x * std[0] + mean[0]).mul(255).round().to(torch.uint8)  # noqa: E731  undo Normalize
+    batched = _crop_and_flip_of(to_uint8(fashion_mnist_batch_transforms(True)(coded)), coded, padding)
+    tf = fashion_mnist_transforms(True)
+    per_sample = _crop_and_flip_of(to_uint8(torch.stack([tf(tv_tensors.Image(x)) for x in coded[:n]])), coded, padding)
+    for draws in (batched, per_sample):
+        cells = torch.zeros(2 * padding + 1, 2 * padding + 1, 2)
+        for dy, dx, flip in draws:
+            cells[dy, dx, int(flip)] += 1
+        expected = n / cells.numel()  # 40 per cell
+        chi2 = float(((cells - expected) ** 2 / expected).sum())
+        assert chi2 < 90, chi2  # 49 degrees of freedom: P(chi2 > 90) < 1e-3

@@ -74,6 +74,12 @@ def fashion_mnist_transforms(train: bool, augment: bool = True) -> v2.Compose:
     return v2.Compose(aug + _normalise("fashion_mnist"))
 
 
+def fashion_mnist_batch_transforms(train: bool, augment: bool = True) -> "BatchAugment":
+    """:func:`fashion_mnist_transforms` as one batched transform (same distribution, whole batches)."""
+    mean, std = STATS["fashion_mnist"]
+    return BatchAugment(train=train and augment, padding=2, mean=mean, std=std)
+
+
 def cifar_transforms(train: bool, augment: bool = True, autoaugment: bool = True,
                      cutout: bool = True) -> v2.Compose:
     """The BALMS CIFAR-LT recipe (Ren et al. 2020, official code): RandomCrop(32, pad 4) + flip +
@@ -88,13 +94,14 @@ def cifar_transforms(train: bool, augment: bool = True, autoaugment: bool = True
     return v2.Compose(aug + _to_float() + ([Cutout(16)] if cutout else []) + [v2.Normalize(mean, std)])
 
 
-class BatchCifarAugment(nn.Module):
-    """The CIFAR pipeline of :func:`cifar_transforms` on a whole uint8 batch at once: (B, C, H, W)
-    uint8 in, (B, C, H, W) float32 normalised out, every sample drawn independently.
+class BatchAugment(nn.Module):
+    """The in-memory pipelines (:func:`cifar_transforms`, :func:`fashion_mnist_transforms`) on a whole
+    uint8 batch at once: (B, C, H, W) uint8 in, (B, C, H, W) float32 normalised out, every sample drawn
+    independently.
 
     Per-sample v2 transforms cost more than the ResNet-32 step on a small CPU (the loader, not the
     model, set the pace); on a batch each step is a few tensor operations. Each sample gets the same
-    distribution as the per-sample pipeline:
+    distribution as the per-sample pipeline (the defaults are CIFAR's padding and statistics):
     - RandomCrop(32, padding=4): zero padding, crop offsets uniform in [0, 2 * padding] per axis;
     - horizontal flip with probability 1/2;
     - AutoAugment, CIFAR-10 policy: one of the 25 sub-policies uniformly, each of its two operations
@@ -199,10 +206,10 @@ def autoaugment_batch(images: Tensor, augment: v2.AutoAugment) -> Tensor:
 
 
 def cifar_batch_transforms(train: bool, augment: bool = True, autoaugment: bool = True,
-                           cutout: bool = True) -> BatchCifarAugment:
+                           cutout: bool = True) -> BatchAugment:
     """:func:`cifar_transforms` as one batched transform (same recipe, same distribution)."""
     on = train and augment
-    return BatchCifarAugment(train=on, autoaugment=on and autoaugment, cutout=16 if on and cutout else 0)
+    return BatchAugment(train=on, autoaugment=on and autoaugment, cutout=16 if on and cutout else 0)
 
 
 def imagenet_transforms(train: bool, augment: bool = True, size: int = 224, family: str = "imagenet",
