@@ -39,7 +39,7 @@ METHODS = (
     DemoMethod("BALMS (BS + Meta Sampler)", "balms.yaml", stage1="ce"),
 )
 DEMO_THREADS = 2  # the README's table was measured with 2 intra-op threads
-METRIC_KEYS = ("top1", "mean_class", "many", "medium", "few")
+METRIC_KEYS = ("top1", "mean_class", "many", "medium", "few", "top5", "ece", "ece_many", "ece_medium", "ece_few")
 
 
 def default_configs_dir() -> Path:
@@ -102,7 +102,7 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
     for label, runs in results.items():
         row = {}
         for key in METRIC_KEYS:
-            vals = [100 * r["test"][key] for r in runs if not math.isnan(r["test"][key])]
+            vals = [100 * r["test"][key] for r in runs if not math.isnan(r["test"].get(key, math.nan))]
             row[key] = {"mean": statistics.fmean(vals) if vals else math.nan,
                         "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
         row["seeds"] = len(runs)
@@ -119,10 +119,10 @@ def _cell(v: dict) -> str:
 def print_table(summary: dict, seeds) -> None:
     table = Table(title=f"Fashion-MNIST-LT (IF 100), test accuracy %, mean over seeds {list(seeds)}")
     table.add_column("method")
-    for col in ("balanced top-1", "many", "medium", "few"):
+    for col in ("balanced top-1", "many", "medium", "few", "ECE"):
         table.add_column(col, justify="right")
     for label, row in summary.items():
-        table.add_row(label, _cell(row["mean_class"]), _cell(row["many"]), _cell(row["medium"]), _cell(row["few"]))
+        table.add_row(label, *(_cell(row[k]) for k in ("mean_class", "many", "medium", "few", "ece")))
     console.print(table)
 
 
@@ -132,4 +132,10 @@ def markdown_table(summary: dict, seeds) -> str:
              "| method | top-1 | many | medium | few |", "|---|---|---|---|---|"]
     for label, row in summary.items():
         lines.append(f"| {label} | " + " | ".join(_cell(row[k]) for k in ("mean_class", "many", "medium", "few")) + " |")
+    lines += ["", "Calibration: expected calibration error (%, 15 equal-width confidence bins, lower is better), overall "
+              "and within the many / medium / few-shot test images; top-5 accuracy (%).", "",
+              "| method | ECE | ECE many | ECE medium | ECE few | top-5 |", "|---|---:|---:|---:|---:|---:|"]
+    for label, row in summary.items():
+        lines.append(f"| {label} | " + " | ".join(_cell(row[k]) for k in ("ece", "ece_many", "ece_medium", "ece_few",
+                                                                            "top5")) + " |")
     return "\n".join(lines) + "\n"
