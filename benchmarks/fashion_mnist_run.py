@@ -3,7 +3,7 @@
 Each variant is the CLI itself (`longtail train configs/fashion_mnist_lt/ce.yaml ...` in a fresh process, so
 imports, data loading and the final test pass count), variants interleaved round by round; medians:
 
-  before        per-sample v2 transforms, validation after every epoch, NCHW   (the defaults until session 6)
+  before        per-sample v2 transforms, validation after every epoch, NCHW   (the earlier defaults)
   batched       batched transforms, validation after every epoch, NCHW
   eval_every 5  batched transforms, validation every 5 epochs, NCHW
   default       batched transforms, validation every 5 epochs, channels_last  (configs/fashion_mnist_lt today)

@@ -3,6 +3,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from helpers.runs import read_metrics, tiny_args
 from longtail.cli.main import main
@@ -104,6 +105,16 @@ def test_posthoc_logit_adjustment_from_saved_logits_equals_recomputing(tmp_path)
     assert main([*args, "name=saved", "--quiet"]) == 0
     saved = read_metrics(tmp_path / "saved")
     assert saved["posthoc"]["from_saved_logits"]
+    # the corrected model is scored like any model: ECE of softmax(z - tau log p), and of z uncorrected
+    from longtail.evaluation import expected_calibration_error
+
+    stage1 = np.load(tmp_path / "ce" / "test_logits.npz")
+    z, y = torch.tensor(stage1["logits"], dtype=torch.float64), torch.tensor(stage1["targets"])
+    counts = torch.tensor(saved["class_counts"], dtype=torch.float64)
+    corrected = z - saved["posthoc"]["tau"] * torch.log(counts / counts.sum())
+    assert abs(saved["test"]["ece"] - expected_calibration_error(corrected, y)) < 1e-6
+    assert abs(saved["test_plain"]["ece"] - expected_calibration_error(z, y)) < 1e-6
+    assert saved["test"]["ece"] != saved["test_plain"]["ece"] and "top5" in saved["test"]
     for split in ("val", "test"):
         (tmp_path / "ce" / f"{split}_logits.npz").unlink()
     assert main([*args, "name=recomputed", "--quiet"]) == 0

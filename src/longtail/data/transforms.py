@@ -74,7 +74,7 @@ def fashion_mnist_transforms(train: bool, augment: bool = True) -> v2.Compose:
     return v2.Compose(aug + _normalise("fashion_mnist"))
 
 
-def fashion_mnist_batch_transforms(train: bool, augment: bool = True) -> "BatchAugment":
+def fashion_mnist_batch_transforms(train: bool, augment: bool = True) -> BatchAugment:
     """:func:`fashion_mnist_transforms` as one batched transform (same distribution, whole batches)."""
     mean, std = STATS["fashion_mnist"]
     return BatchAugment(train=train and augment, padding=2, mean=mean, std=std)

@@ -25,7 +25,7 @@ from ..engine import distributed as dist_utils
 from ..engine import extract_features, load_checkpoint
 from ..engine.run_dir import RunDirectory
 from ..engine.trainer import METRICS_FILE, write_json_atomic
-from ..evaluation import posthoc_adjusted_logits, select_tau, shot_accuracy, tau_grid, tau_norm_logits
+from ..evaluation import posthoc_adjusted_logits, score_logits, select_tau, tau_grid, tau_norm_logits
 from . import build
 from .evaluate import load_run_config, locate
 from .output import make_console
@@ -108,10 +108,8 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
     best, val_scores = select_tau(corrected["val"], val_targets, counts, grid)
     many, few = train_cfg.many_threshold, train_cfg.few_threshold
 
-    def test_metrics(logits: Tensor) -> dict:
-        out = shot_accuracy(logits.argmax(1), test_targets, counts, many=many, few=few)
-        out["num_samples"] = int(test_targets.numel())
-        return out
+    def test_metrics(logits: Tensor) -> dict:  # the corrected logits are the model's: their softmax is scored too (ECE)
+        return score_logits(logits, test_targets, counts, many=many, few=few)
 
     test = test_metrics(corrected["test"](best))
     plain = test_metrics(plain_logits)
