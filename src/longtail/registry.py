@@ -40,3 +40,15 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def non_bool_flags(factory: Callable[..., Any], options: dict) -> list[str]:
+    """The options that a ``bool`` parameter of ``factory`` gets as something other than true / false.
+
+    YAML reads ``batched: flase`` or ``batched: maybe`` as a string, which Python would take as true;
+    such a value is an error to report, not a flag to switch on."""
+    import inspect
+
+    params = inspect.signature(factory).parameters
+    flags = {k for k, p in params.items() if str(p.annotation).replace("Optional[bool]", "bool").split(" |")[0] == "bool"}
+    return [f"{k}: {v!r}" for k, v in options.items() if k in flags and v is not None and not isinstance(v, bool)]

@@ -103,6 +103,8 @@ def test_a_truncated_checkpoint_says_damaged_not_resume(tmp_path, finished, caps
     (["epochs=-1"], "epochs must be >= 1, got -1"),
     (["warmup_epochs=5"], "warmup_epochs must lie in [0, epochs = 2], got 5.0"),
     (["lr=fast"], "the command-line override lr=...: lr must be float"),
+    # YAML reads a misspelt boolean as a string, which Python would take as true
+    (["dataset=fashion_mnist_lt", "dataset_options={batched: flase}"], "batched: 'flase' must be true or false"),
 ])
 def test_bad_values_name_their_source_and_leave_no_run_directory(tmp_path, capsys, extra, message):
     assert main(["train", *tiny_args(tmp_path, "bad", *extra), "--quiet"]) == 2

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..registry import Registry
+from ..registry import Registry, non_bool_flags
 from . import sources, transforms
 from .array_dataset import ArrayImageDataset
 from .image_folder import load_image_folders
@@ -55,6 +55,9 @@ def build_dataset(name: str, **options: Any) -> LongTailedData:
     unknown = sorted(k for k in given if k not in params)
     if unknown:
         raise ValueError(f"dataset {name!r} does not take option(s) {unknown}; it takes {sorted(params)}")
+    wrong = non_bool_flags(factory, given)
+    if wrong:
+        raise ValueError(f"dataset {name!r}: {', '.join(wrong)} must be true or false")
     return factory(**given)
 
 

@@ -15,6 +15,7 @@ from ..engine.distributed import DistInfo
 from ..losses import LOSSES, create_loss
 from ..models import create_model, model_factory
 from ..models.heads import create_head
+from ..registry import non_bool_flags
 from ..samplers import SAMPLERS, create_sampler
 
 
@@ -28,6 +29,9 @@ def check_options(kind: str, name: str, factory: Callable, options: dict, reserv
     unknown = [k for k in options if k not in takes]
     if unknown:
         raise ConfigError(f"{kind} {name!r} does not take option(s) {unknown}; it takes {takes}")
+    wrong = non_bool_flags(factory, options)
+    if wrong:
+        raise ConfigError(f"{kind} {name!r}: {', '.join(wrong)} must be true or false")
 
 
 def build_data(cfg: TrainConfig) -> LongTailedData:
@@ -41,7 +45,7 @@ def build_data(cfg: TrainConfig) -> LongTailedData:
     except KeyError as err:
         raise ConfigError(str(err.args[0])) from None
     except ValueError as err:
-        if "does not take option" in str(err):
+        if "does not take option" in str(err) or "must be true or false" in str(err):
             raise ConfigError(str(err)) from None
         raise
 
