@@ -16,6 +16,7 @@ def test_train_and_eval_write_the_same_logits(tmp_path, capsys):
     assert 0 <= test["ece"] <= 1 and test["top5"] >= test["top1"] and "ece_few" in test
     trained = np.load(run / "test_logits.npz")
     assert (run / "test_confusion_matrix.csv").is_file() and (run / "test_confusion_matrix.png").is_file()
+    assert (run / "test_reliability.png").is_file() and (run / "test_calibration.csv").is_file()
     assert main(["eval", str(run), "--json"]) == 0
     evaluated = np.load(run / "test_logits.npz")
     np.testing.assert_allclose(evaluated["logits"], trained["logits"], atol=1e-5)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from longtail.evaluation import (
+    calibration_bins,
     calibration_by_group,
     confusion_matrix,
     expected_calibration_error,
@@ -53,6 +54,27 @@ def test_ece_against_a_naive_loop(scores):
     assert expected_calibration_error(z, torch.tensor([1, 1, 1, 1])) == pytest.approx(0.75, abs=1e-12)
 
 
+def test_reliability_bins_against_a_naive_loop_and_the_ece(scores):
+    logits, targets = scores
+    bins = calibration_bins(logits, targets)
+    probs = torch.softmax(logits.double(), dim=1).tolist()
+    members = [[] for _ in range(15)]
+    for p, y in zip(probs, targets.tolist()):
+        conf = max(p)
+        members[min(max(math.ceil(conf * 15), 1), 15) - 1].append((conf, p.index(conf) == y))
+    for b, m in enumerate(members):
+        assert int(bins["count"][b]) == len(m)
+        if m:
+            assert float(bins["confidence"][b]) == pytest.approx(sum(c for c, _ in m) / len(m), abs=1e-12)
+            assert float(bins["accuracy"][b]) == pytest.approx(sum(ok for _, ok in m) / len(m), abs=1e-12)
+        else:
+            assert math.isnan(float(bins["accuracy"][b]))
+    n = targets.numel()
+    from_bins = sum(int(c) / n * abs(float(a) - float(f)) for c, a, f in
+                    zip(bins["count"], bins["accuracy"], bins["confidence"]) if c)
+    assert from_bins == pytest.approx(expected_calibration_error(logits, targets), abs=1e-12)
+
+
 def test_ece_per_group_bins_the_samples_of_the_groups_classes(scores):
     logits, targets = scores
     counts = [500, 400, 300, 150, 120, 101, 100, 50, 20, 19, 5, 1]  # many 0-5, medium 6-8, few 9-11
@@ -91,7 +113,10 @@ def test_reports_are_written(tmp_path, scores):
     names = [f"c{i}" for i in range(12)]
     paths = write_prediction_reports(tmp_path, logits, targets, names, prefix="val")
     assert {p.name for p in paths} == {"val_logits.npz", "val_confusion_matrix.csv", "val_per_class.csv",
-                                       "val_confusion_matrix.png"}
+                                       "val_confusion_matrix.png", "val_calibration.csv", "val_reliability.png"}
+    assert all(p.stat().st_size > 0 for p in paths)
+    calibration = list(csv.DictReader(open(tmp_path / "val_calibration.csv")))
+    assert len(calibration) == 15 and sum(int(r["count"]) for r in calibration) == 500
     saved = np.load(tmp_path / "val_logits.npz")
     assert np.array_equal(saved["logits"], logits.numpy()) and np.array_equal(saved["targets"], targets.numpy())
     rows = list(csv.reader(open(tmp_path / "val_confusion_matrix.csv")))

@@ -2,6 +2,7 @@
 
 from .posthoc import posthoc_adjusted_logits, select_tau, tau_grid, tau_norm_logits
 from .prediction_metrics import (
+                                 calibration_bins,
                                  calibration_by_group,
                                  confusion_matrix,
                                  expected_calibration_error,
@@ -13,5 +14,5 @@ from .prediction_metrics import (
 from .shot_accuracy import shot_accuracy, shot_groups
 
 __all__ = ["shot_accuracy", "shot_groups", "score_logits", "topk_accuracy", "expected_calibration_error",
-           "calibration_by_group", "confusion_matrix", "precision_recall", "write_prediction_reports",
+           "calibration_bins", "calibration_by_group", "confusion_matrix", "precision_recall", "write_prediction_reports",
            "posthoc_adjusted_logits", "select_tau", "tau_grid", "tau_norm_logits"]

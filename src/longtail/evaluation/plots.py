@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 
@@ -68,6 +68,36 @@ def plot_confusion_matrix(confusion, class_names: Sequence[str], path: str | Pat
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_reliability_diagram(bins: Mapping[str, Any], ece: float, path: str | Path) -> Path:
+    """Accuracy against confidence per confidence bin (:func:`~longtail.evaluation.calibration_bins`): bars
+    below the diagonal are over-confident bins; the count of each bin is printed above it."""
+    import numpy as np
+
+    count = np.asarray(bins["count"], dtype=np.int64)
+    acc = np.nan_to_num(np.asarray(bins["accuracy"], dtype=np.float64))
+    conf = np.nan_to_num(np.asarray(bins["confidence"], dtype=np.float64))
+    edges = np.linspace(0, 1, len(count) + 1)
+    width = edges[1] - edges[0]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.bar(edges[:-1], acc, width=width, align="edge", edgecolor="black", label="accuracy")
+    ax.bar(edges[:-1], conf - acc, bottom=acc, width=width, align="edge", color="tab:red", alpha=0.3, label="gap")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1)
+    for left, n, a in zip(edges[:-1], count, acc):
+        if n:
+            ax.text(left + width / 2, min(a, 0.93) + 0.02, str(n), ha="center", fontsize=6, rotation=90)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("confidence (max softmax probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability diagram, ECE {100 * ece:.2f}%")
+    ax.legend(loc="upper left")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

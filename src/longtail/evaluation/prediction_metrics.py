@@ -43,6 +43,20 @@ def expected_calibration_error(logits: Tensor, targets: Tensor, num_bins: int = 
     return float((conf_sum - acc_sum).abs().sum() / targets.numel())
 
 
+def calibration_bins(logits: Tensor, targets: Tensor, num_bins: int = 15) -> dict[str, Tensor]:
+    """The reliability diagram's data, in the bins :func:`expected_calibration_error` uses: per bin
+    ``(b / B, (b + 1) / B]`` of softmax confidence, the sample ``count``, the mean ``confidence`` and the
+    ``accuracy`` (NaN for an empty bin). ECE = sum_b count_b / N * |accuracy_b - confidence_b|."""
+    probs = logits.double().softmax(dim=1)
+    confidence, predicted = probs.max(dim=1)
+    correct = (predicted == targets).double()
+    bins = (confidence * num_bins).ceil().long().clamp(1, num_bins) - 1
+    count = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, bins, torch.ones_like(confidence))
+    conf_sum = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, bins, confidence)
+    acc_sum = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, bins, correct)
+    return {"count": count.long(), "confidence": conf_sum / count, "accuracy": acc_sum / count}
+
+
 def calibration_by_group(logits: Tensor, targets: Tensor, train_counts: Sequence[int] | Tensor, many: int = 100,
                          few: int = 20, num_bins: int = 15) -> dict[str, float]:
     """``ece`` over all samples and ``ece_many`` / ``ece_medium`` / ``ece_few`` over the samples of each
@@ -89,7 +103,8 @@ def write_prediction_reports(out_dir, logits: Tensor, targets: Tensor, class_nam
                              prefix: str = "test", plot_max_classes: int = 100, weights_epoch: int | None = None,
                              logits_only: bool = False) -> list:
     """Write ``<prefix>_logits.npz`` (logits, targets), ``<prefix>_confusion_matrix.csv`` (rows = true class),
-    ``<prefix>_per_class.csv`` (name, support, precision, recall) and, for up to ``plot_max_classes``
+    ``<prefix>_per_class.csv`` (name, support, precision, recall), ``<prefix>_calibration.csv`` and
+    ``<prefix>_reliability.png`` (the reliability diagram, 15 confidence bins) and, for up to ``plot_max_classes``
     classes, ``<prefix>_confusion_matrix.png``. ``weights_epoch``: the epoch of the weights that gave
     the logits, saved with them (``longtail posthoc`` reuses logits of the weights it corrects only).
     ``logits_only``: just the .npz. Returns the paths written."""
@@ -117,7 +132,18 @@ def write_prediction_reports(out_dir, logits: Tensor, targets: Tensor, class_nam
         writer.writerow(["class", "name", "support", "precision", "recall"])
         for c, name in enumerate(class_names):
             writer.writerow([c, name, int(conf[c].sum()), f"{precision[c]:.6f}", f"{recall[c]:.6f}"])
+    bins = calibration_bins(logits, targets)
+    num_bins = len(bins["count"])
+    paths.append(out_dir / f"{prefix}_calibration.csv")
+    with open(paths[-1], "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["bin", "confidence_from", "confidence_to", "count", "mean_confidence", "accuracy"])
+        for b in range(num_bins):
+            writer.writerow([b, f"{b / num_bins:.6f}", f"{(b + 1) / num_bins:.6f}", int(bins["count"][b]),
+                             f"{bins['confidence'][b]:.6f}", f"{bins['accuracy'][b]:.6f}"])
+    from .plots import plot_confusion_matrix, plot_reliability_diagram
+    paths.append(plot_reliability_diagram(bins, expected_calibration_error(logits, targets),
+                                          out_dir / f"{prefix}_reliability.png"))
     if num_classes <= plot_max_classes:
-        from .plots import plot_confusion_matrix
         paths.append(plot_confusion_matrix(conf, class_names, out_dir / f"{prefix}_confusion_matrix.png"))
     return paths
