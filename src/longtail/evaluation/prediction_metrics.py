@@ -29,17 +29,24 @@ def topk_accuracy(logits: Tensor, targets: Tensor, k: int = 5) -> float:
     return float((top == targets[:, None]).any(dim=1).double().mean())
 
 
-def expected_calibration_error(logits: Tensor, targets: Tensor, num_bins: int = 15) -> float:
-    """ECE of the softmax of ``logits`` (NaN for no sample)."""
-    if targets.numel() == 0:
-        return math.nan
+def _binned_confidence(logits: Tensor, targets: Tensor, num_bins: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Per confidence bin: sample count, sum of confidences, number correct (float64)."""
     probs = logits.double().softmax(dim=1)
     confidence, predicted = probs.max(dim=1)
     correct = (predicted == targets).double()
     # bin b holds confidences in (b / B, (b + 1) / B]; confidence is > 0, so every sample has a bin
     bins = (confidence * num_bins).ceil().long().clamp(1, num_bins) - 1
+    count = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, bins, torch.ones_like(confidence))
     conf_sum = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, bins, confidence)
     acc_sum = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, bins, correct)
+    return count, conf_sum, acc_sum
+
+
+def expected_calibration_error(logits: Tensor, targets: Tensor, num_bins: int = 15) -> float:
+    """ECE of the softmax of ``logits`` (NaN for no sample)."""
+    if targets.numel() == 0:
+        return math.nan
+    _, conf_sum, acc_sum = _binned_confidence(logits, targets, num_bins)
     return float((conf_sum - acc_sum).abs().sum() / targets.numel())
 
 
@@ -47,13 +54,7 @@ def calibration_bins(logits: Tensor, targets: Tensor, num_bins: int = 15) -> dic
     """The reliability diagram's data, in the bins :func:`expected_calibration_error` uses: per bin
     ``(b / B, (b + 1) / B]`` of softmax confidence, the sample ``count``, the mean ``confidence`` and the
     ``accuracy`` (NaN for an empty bin). ECE = sum_b count_b / N * |accuracy_b - confidence_b|."""
-    probs = logits.double().softmax(dim=1)
-    confidence, predicted = probs.max(dim=1)
-    correct = (predicted == targets).double()
-    bins = (confidence * num_bins).ceil().long().clamp(1, num_bins) - 1
-    count = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, bins, torch.ones_like(confidence))
-    conf_sum = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, bins, confidence)
-    acc_sum = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, bins, correct)
+    count, conf_sum, acc_sum = _binned_confidence(logits, targets, num_bins)
     return {"count": count.long(), "confidence": conf_sum / count, "accuracy": acc_sum / count}
 
 
