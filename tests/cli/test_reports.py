@@ -184,3 +184,19 @@ def test_tau_norm_from_features_saved_by_eval_equals_recomputing(tmp_path):
     torch.save(state, tmp_path / "ce" / "best.pt")
     assert main([*args, "name=other", "--quiet"]) == 0
     assert not read_metrics(tmp_path / "other")["posthoc"]["from_saved_features"]
+
+
+def test_posthoc_warns_when_tau_is_chosen_on_the_grid_edge(tmp_path, capsys):
+    """Far beyond any useful correction every tau predicts the same (the tail), the tie goes to the smallest,
+    the grid's lower end above 0: the run says so even when quiet and records the note."""
+    from pathlib import Path
+
+    repo = Path(__file__).parents[2]
+    assert main(["train", *tiny_args(tmp_path, "ce"), "--quiet"]) == 0
+    assert main(["posthoc", str(repo / "configs/fashion_mnist_lt/posthoc_la.yaml"), f"from_run={tmp_path / 'ce'}",
+                 f"output_dir={tmp_path}", "name=far", "tau_min=50", "tau_max=50.5", "tau_step=0.5", "--quiet"]) == 0
+    note = read_metrics(tmp_path / "far")["posthoc"]["grid_edge_note"]
+    assert note and "tau_min" in note and "smallest value of the grid" in " ".join(capsys.readouterr().out.split())
+    assert main(["posthoc", str(repo / "configs/fashion_mnist_lt/posthoc_la.yaml"), f"from_run={tmp_path / 'ce'}",
+                 f"output_dir={tmp_path}", "name=fixed", "tau=1", "--quiet"]) == 0  # a fixed tau: nothing searched
+    assert read_metrics(tmp_path / "fixed")["posthoc"]["grid_edge_note"] is None

@@ -52,3 +52,14 @@ def test_select_tau_ties_go_to_the_smallest_tau():
     perfect = torch.eye(3) * 100
     best, scores = select_tau(lambda t: posthoc_adjusted_logits(perfect, COUNTS, t), targets, COUNTS, [0.0, 1.0, 2.0])
     assert best == 0.0 and all(v == 1.0 for v in scores.values())
+
+
+def test_a_tau_on_the_grid_edge_is_flagged():
+    """The chosen tau on the grid's upper end (or on a lower end above 0) may not be the optimum: say so."""
+    from longtail.evaluation import tau_grid_edge_note
+
+    grid = tau_grid(0, 2, 0.1)
+    assert "tau_max" in tau_grid_edge_note(2.0, grid)
+    assert tau_grid_edge_note(1.0, grid) is None and tau_grid_edge_note(0.0, grid) is None  # 0 = no correction
+    assert "tau_min" in tau_grid_edge_note(0.5, tau_grid(0.5, 1.5, 0.5))
+    assert tau_grid_edge_note(2.0, [2.0]) is None  # a fixed tau searched nothing

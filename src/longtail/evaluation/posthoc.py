@@ -61,3 +61,18 @@ def select_tau(logits_for: Callable[[float], Tensor], val_targets: Tensor, class
     # rounding: accuracies that differ only by float summation noise count as ties
     best = max(scores, key=lambda t: (round(scores[t], 9), -t))
     return best, scores
+
+
+def tau_grid_edge_note(best: float, grid: Sequence[float]) -> str | None:
+    """A warning when the chosen tau sits on an edge of the searched grid, where the validation optimum may
+    lie outside it (tau = 0, no correction, is a natural end and is not flagged); None otherwise."""
+    if len(grid) < 2:
+        return None  # a fixed tau: nothing was searched
+    low, high = min(grid), max(grid)
+    if best == high:
+        return (f"tau {best:g} is the largest value of the grid: the validation optimum may lie above it; "
+                f"widen the search with tau_max=... (a validation split without some classes, e.g. CIFAR-LT's "
+                f"head class at n_max, also pushes tau up)")
+    if best == low and low > 0:
+        return f"tau {best:g} is the smallest value of the grid: the optimum may lie below it; lower tau_min"
+    return None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from rich.markup import escape
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
@@ -25,7 +26,7 @@ from ..engine import distributed as dist_utils
 from ..engine import extract_features, load_checkpoint
 from ..engine.run_dir import RunDirectory
 from ..engine.trainer import METRICS_FILE, write_json_atomic
-from ..evaluation import posthoc_adjusted_logits, score_logits, select_tau, tau_grid, tau_norm_logits
+from ..evaluation import posthoc_adjusted_logits, score_logits, select_tau, tau_grid, tau_grid_edge_note, tau_norm_logits
 from . import build
 from .evaluate import load_run_config, locate
 from .output import make_console
@@ -106,6 +107,7 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
             plain_logits = head.cpu()(test_feats)
     grid = [cfg.tau] if cfg.tau is not None else tau_grid(cfg.tau_min, cfg.tau_max, cfg.tau_step)
     best, val_scores = select_tau(corrected["val"], val_targets, counts, grid)
+    edge_note = tau_grid_edge_note(best, grid)
     many, few = train_cfg.many_threshold, train_cfg.few_threshold
 
     def test_metrics(logits: Tensor) -> dict:  # the corrected logits are the model's: their softmax is scored too (ECE)
@@ -118,7 +120,7 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
                "class_names": data.class_names, "finished": True, "select_on": "val",
                "posthoc": {"method": cfg.method, "from_run": str(stage1_dir), "weights": weights.name, "tau": best,
                            "val_mean_class": val_scores, "from_saved_logits": saved is not None,
-                           "from_saved_features": features is not None},
+                           "from_saved_features": features is not None, "grid_edge_note": edge_note},
                "test": test, "test_plain": plain, "seconds": time.perf_counter() - start,
                "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     run_dir = Path(cfg.output_dir) / cfg.name
@@ -128,6 +130,8 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
             (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
             write_json_atomic(metrics, run_dir / METRICS_FILE)
     dist_utils.barrier()  # a suite reads the run next, on every rank
+    if edge_note and dist_utils.launched_rank() == 0:  # shown even when quiet (bench): it questions the result
+        console.print(f"[yellow]{cfg.name}: {escape(edge_note)}[/]")
     say(f"[bold]{cfg.name}[/]: {cfg.method} on {stage1_dir}, tau {best:g} (val mean-class {100 * val_scores[best]:.2f}); "
         f"test mean-class {100 * test['mean_class']:.2f} (uncorrected {100 * plain['mean_class']:.2f}) -> {run_dir}")
     return metrics
