@@ -162,4 +162,5 @@ def test_methods_can_run_a_subset_of_the_seeds(tmp_path):
     with pytest.raises(ConfigError, match="only seeds \\[0\\]; give it seeds: \\[0\\]"):
         load_suite(write_suite(tmp_path, seeds=[0, 1, 2], methods=[dict(ce, seeds=[0]), dict(tau, seeds=None)]))
     cifar = load_suite(REPO / "configs/suites/cifar10_lt.yaml")
-    assert cifar.num_runs == 40  # 14 methods x 2 IFs at seed 0, + seeds 1-2 of CE, Balanced Softmax and BALMS
+    # 14 methods x 2 IFs at seed 0, + seeds 1-2 of CE, Balanced Softmax, BALMS, decoupled BS, post-hoc LA, tau-norm
+    assert cifar.num_runs == 14 * 2 + 6 * 2 * 2
