@@ -90,7 +90,8 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
     if cfg.epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}")
     if not 0 <= cfg.warmup_epochs <= cfg.epochs:
-        raise ConfigError(f"warmup_epochs must lie in [0, epochs = {cfg.epochs}], got {cfg.warmup_epochs}")
+        raise ConfigError(f"warmup_epochs must lie in [0, epochs = {cfg.epochs}], got {cfg.warmup_epochs}: "
+                          f"pass a shorter warm-up with the shorter schedule, e.g. warmup_epochs=0")
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
     if cfg.eval_every < 1:
