@@ -50,6 +50,8 @@ def parse_args() -> argparse.Namespace:
     run.add_argument("--out", default="runs/cifar10_lt_gpu")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--tiny", action="store_true", help="1 epoch per stage, for a CPU smoke test")
+    run.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
+                     help="extra settings for every run (a smoke test on a small slice: n_max=100 imbalance_factor=10)")
     return p.parse_args()
 
 
@@ -75,7 +77,7 @@ def train_command(method: str, args: argparse.Namespace) -> list[str]:
         cmd.append(f"init_from={Path(args.out) / 'ce'}")
     if args.tiny:
         cmd += ["epochs=1", "warmup_epochs=0", "eval_every=1"]
-    return cmd
+    return cmd + list(args.override)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -1,0 +1,43 @@
+"""benchmarks/cifar10_lt_gpu.py (the BALMS paper's recipe for one GPU) runs end to end on CPU: CE and Balanced
+Softmax side by side, then BALMS from the CE run, and prints paper vs ours (tiny settings, real images)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers.runs import subprocess_env
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "cifar10_lt_gpu.py"
+SLICE = Path(os.environ.get("LONGTAIL_CIFAR10_SLICE", REPO.parent / "shared" / "data" / "cifar10" / "cifar10_jpeg_slice.tar"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SLICE.is_file(), reason=f"the 2,000-image CIFAR-10 slice is not at {SLICE} (set LONGTAIL_CIFAR10_SLICE)")
+def test_gpu_recipe_script_runs_on_cpu_with_tiny_settings(tmp_path):
+    out = tmp_path / "runs"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "run", "--data", str(SLICE), "--not-presampled", "--device", "cpu",
+                           "--tiny", "--workers", "0", "--out", str(out),
+                           "--override", "n_max=100", "imbalance_factor=10", "batch_size=64", "threads=1"],
+                          capture_output=True, text=True, timeout=600, env=subprocess_env())
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = [line for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| method |")]
+    assert [row.split(" | ")[0] for row in table] == ["| CE (softmax)", "| Balanced Softmax", "| BALMS"]
+    for method in ("ce", "balanced_softmax", "balms"):
+        metrics = json.loads((out / method / "metrics.json").read_text())
+        ours = float(next(r for r in table if r.startswith(f"| {metrics_label(method)} |")).split(" | ")[2])
+        assert metrics["finished"] and abs(100 * metrics["test"]["mean_class"] - ours) < 0.006
+    balms = yaml.safe_load((out / "balms" / "config.yaml").read_text())
+    assert balms["sampler"] == "meta" and balms["loss"] == "balanced_softmax" and Path(balms["init_from"]) == out / "ce"
+    ce = yaml.safe_load((out / "ce" / "config.yaml").read_text())
+    assert ce["epochs"] == 1 and ce["batch_size"] == 64 and ce["lr"] == 0.1  # tiny length, the recipe otherwise
+    assert "autoaugment" not in ce["dataset_options"]  # the dataset's default training transform: AutoAugment + Cutout
+
+
+def metrics_label(method: str) -> str:
+    return {"ce": "CE (softmax)", "balanced_softmax": "Balanced Softmax", "balms": "BALMS"}[method]
