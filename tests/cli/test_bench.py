@@ -89,6 +89,9 @@ def test_interrupt_and_continue(tmp_path, monkeypatch):
     assert all(0 <= runs[s]["posthoc"]["tau"] <= 2 for s in (0, 1))  # chosen on val from the 0..2 grid
     md = (out / "results.md").read_text()
     assert "## Imbalance factor 10" in md and "| tau-norm |" in md and "4/4 runs finished" in md
+    taus = ", ".join(f"{runs[s]['posthoc']['tau']:g}" for s in (0, 1))  # each seed's tau, and whether it sat on an edge
+    edges = sum(runs[s]["posthoc"]["tau"] == 2 for s in (0, 1))
+    assert f"tau-norm {taus} (chosen on validation{f', {edges} of 2 on the edge' if edges else ')'}" in md
     for plot in ("bars_if10.png", "per_class_if10.png"):
         assert (out / plot).stat().st_size > 10_000
 

@@ -11,6 +11,7 @@ import statistics
 import time
 from pathlib import Path
 
+from ..evaluation import tau_grid_edge_note
 from .suite import Run, Suite
 
 # (metrics.json test key, column title); "overall" is the mean per-class accuracy (= top-1 on a
@@ -47,9 +48,13 @@ def summarise(suite: Suite, runs: list[Run]) -> list[dict]:
                 row["per_class"] = [_mean_std([p[c] for p in per_class])[0] for c in range(len(per_class[0]))]
                 row["class_counts"] = results[0]["class_counts"]
                 row["group_sizes"] = results[0]["test"].get("group_sizes")
-                taus = [res["posthoc"]["tau"] for res in results if "posthoc" in res]
-                if taus:
-                    row["tau"] = taus
+                posthoc = [res["posthoc"] for res in results if "posthoc" in res]
+                if posthoc:
+                    row["tau"] = [p["tau"] for p in posthoc]
+                    # the grid is the keys of the validation scores (also in records made before the edge note)
+                    grids = [[float(t) for t in p["val_mean_class"]] for p in posthoc]
+                    row["tau_fixed"] = all(len(g) == 1 for g in grids)
+                    row["tau_on_grid_edge"] = [tau_grid_edge_note(p["tau"], g) is not None for p, g in zip(posthoc, grids)]
             rows.append(row)
     return rows
 
@@ -86,7 +91,19 @@ def markdown(suite: Suite, rows: list[dict], finished: int, total: int) -> str:
             cells = [_cell(r[t], r[t]["mean"] == best[t], r["seeds"]) for _, t in TABLE_METRICS]
             lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {r['seeds']} |")
         lines.append("")
+        taus = [_tau_text(r) for r in part if r.get("tau")]
+        if taus:
+            lines += ["tau of the post-hoc methods (per seed): " + "; ".join(taus) + ".", ""]
     return "\n".join(lines)
+
+
+def _tau_text(row: dict) -> str:
+    values = ", ".join(f"{t:g}" for t in row["tau"])
+    if row["tau_fixed"]:
+        return f"{row['label']} {values} (fixed)"
+    edges = sum(row["tau_on_grid_edge"])
+    edge = f", {edges} of {len(row['tau'])} on the edge of the grid: the validation optimum may lie outside it" if edges else ""
+    return f"{row['label']} {values} (chosen on validation{edge})"
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
