@@ -59,6 +59,7 @@ def test_interrupt_and_continue(tmp_path, monkeypatch):
     assert partial["runs_finished"] == 2 and not partial["complete"]  # seed 0: CE + tau-norm
     assert (out / "runs/if10/seed1/ce/checkpoint.pt").is_file()
     assert not json.loads((out / "runs/if10/seed1/ce/metrics.json").read_text())["finished"]
+    check_status_of_the_interrupted_suite(suite, out)
     before = mtimes(out)
 
     # 2. the same command again: seed 0 is skipped, seed 1's CE resumes at epoch 2, tau-norm runs
@@ -94,6 +95,31 @@ def test_interrupt_and_continue(tmp_path, monkeypatch):
     assert f"tau-norm {taus} (chosen on validation{f', {edges} of 2 on the edge' if edges else ')'}" in md
     for plot in ("bars_if10.png", "per_class_if10.png"):
         assert (out / plot).stat().st_size > 10_000
+
+
+def check_status_of_the_interrupted_suite(suite: Path, out: Path) -> None:
+    """`--status` reads the state of every run from its directory: finished ones with their test overall, seed 1's
+    CE interrupted after 1 of 2 epochs, its tau-norm still to run; a live holder of a directory makes it running."""
+    import os
+    import socket
+
+    from longtail.workflows.bench_status import suite_status
+
+    statuses, left = suite_status(suite)
+    by_run = {(s.run.seed, s.run.method.name): s for s in statuses}
+    for method in ("ce", "tau_norm"):
+        record = json.loads((out / f"runs/if10/seed0/{method}/metrics.json").read_text())
+        assert by_run[0, method].state == "finished" and by_run[0, method].test_overall == record["test"]["mean_class"]
+    ce1 = by_run[1, "ce"]
+    assert (ce1.state, ce1.epochs_done, ce1.epochs) == ("interrupted", 1, 2)
+    assert by_run[1, "tau_norm"].state == "to run" and by_run[1, "tau_norm"].epochs is None
+    assert math.isclose(left, 1 * ce1.seconds_per_epoch)  # one epoch left of the one unfinished training run
+    lock = out / "runs/if10/seed1/ce/.lock"
+    saved = lock.read_text()
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "state": "running"}))
+    assert next(s for s in suite_status(suite)[0] if (s.run.seed, s.run.method.name) == (1, "ce")).state == "running"
+    lock.write_text(saved)
+    assert main(["bench", str(suite), "--status"]) == 0
 
 
 def test_cli_report_only_and_changed_settings_are_refused(tmp_path, capsys):

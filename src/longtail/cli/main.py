@@ -156,6 +156,9 @@ def _add_bench(sub) -> None:
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every training run (e.g. device=cuda)")
     p.add_argument("--output-dir", default=None, help="where runs and results go (default: the suite's output_dir)")
     p.add_argument("--report-only", action="store_true", help="only rewrite tables and plots from finished runs")
+    p.add_argument("--status", action="store_true",
+                   help="only show where every run stands (finished, running, interrupted at epoch k, to run) and "
+                        "the training time left; reads the run directories, safe beside running slices")
     p.add_argument("--verbose", action="store_true", help="print every epoch of every run")
     p.add_argument("--imbalance-factors", type=float, nargs="+", default=None, metavar="IF",
                    help="train only this slice of the grid (the report still covers every finished run); "
@@ -264,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             run_coco_lt(args.instances, args.out, args.split_list)
         elif args.command == "detect":
             run_detect_command(args)
+        elif args.command == "bench" and args.status:
+            from ..workflows.bench_status import print_status
+            print_status(args.suite, output_dir=args.output_dir, overrides=tuple(args.overrides))
         elif args.command == "bench":
             from ..workflows.bench import run_bench
             summary = run_bench(args.suite, output_dir=args.output_dir, overrides=tuple(args.overrides),

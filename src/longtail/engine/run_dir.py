@@ -96,6 +96,19 @@ class RunDirectory:
             os.close(self._fd)
             self._fd = None
 
+    def live_holder(self) -> dict | None:
+        """Who holds the directory now (pid, host, command, start), read without touching the lock, or None
+        when no live process does. A process on another host sharing the folder counts as live."""
+        try:
+            info = json.loads((self.path / LOCK).read_text() or "{}")
+        except (OSError, ValueError):
+            return None
+        if info.get("state") != "running":
+            return None
+        if info.get("host") == socket.gethostname() and not _pid_alive(int(info.get("pid", -1))):
+            return None  # killed without releasing: a stale lock
+        return info
+
     def __enter__(self) -> "RunDirectory":
         return self
 
