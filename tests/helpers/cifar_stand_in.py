@@ -8,8 +8,7 @@ import io
 import tarfile
 from pathlib import Path
 
-import torch
-from torchvision.io import encode_png
+from PIL import Image
 
 from longtail.data.cifar_images import CLASSES
 
@@ -17,7 +16,10 @@ PIXEL_STEP = 2
 
 
 def png_of(value: int, size: int = 32) -> bytes:
-    return bytes(encode_png(torch.full((3, size, size), value, dtype=torch.uint8)))
+    # PIL, not torchvision.io: torchvision deprecates its image codecs from 0.29 on
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), (value, value, value)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def write_stand_in(path: Path, num_classes: int = 10, per_class: dict[str, int] | None = None,
