@@ -113,6 +113,7 @@ def check_status_of_the_interrupted_suite(suite: Path, out: Path) -> None:
     ce1 = by_run[1, "ce"]
     assert (ce1.state, ce1.epochs_done, ce1.epochs) == ("interrupted", 1, 2)
     assert by_run[1, "tau_norm"].state == "to run" and by_run[1, "tau_norm"].epochs is None
+    assert by_run[1, "tau_norm"].note == "after ce" and by_run[0, "tau_norm"].note == ""
     assert math.isclose(left, 1 * ce1.seconds_per_epoch)  # one epoch left of the one unfinished training run
     lock = out / "runs/if10/seed1/ce/.lock"
     saved = lock.read_text()

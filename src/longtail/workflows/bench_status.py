@@ -93,6 +93,10 @@ def suite_status(suite_path: str | Path, *, output_dir: str | None = None,
     """(the status of every run of the suite, in the order `longtail bench` runs them; training seconds left)."""
     suite = load_suite(suite_path, output_dir)
     statuses = [run_status(run) for run in plan(suite, tuple(overrides))]
+    state_of = {s.run.run_dir: s.state for s in statuses}
+    for s in statuses:  # a stage-2 or post-hoc run can only start once its stage-1 run has finished
+        if s.state == "to run" and s.run.stage1_dir is not None and state_of.get(s.run.stage1_dir) != "finished":
+            s.note = f"after {s.run.method.stage1}"
     return statuses, estimate_seconds_left(statuses)
 
 
