@@ -117,6 +117,8 @@ def print_status(suite_path: str | Path, *, output_dir: str | None = None, overr
     console.print(table)
     counts = {state: sum(s.state == state for s in statuses)
               for state in ("finished", "running", "interrupted", "to run", "other settings")}
-    console.print(", ".join(f"{n} {state}" for state, n in counts.items() if n) + f" of {len(statuses)} runs; about "
-                  f"{_fmt_seconds(left)} of training left for one process (from the seconds per epoch recorded so far)")
+    known = any(s.seconds_per_epoch is not None for s in statuses)
+    time_left = (f"about {_fmt_seconds(left)} of training left for one process (from the seconds per epoch recorded "
+                 f"so far)" if known else "no run has recorded its speed yet, so no estimate of the time left")
+    console.print(", ".join(f"{n} {state}" for state, n in counts.items() if n) + f" of {len(statuses)} runs; {time_left}")
     return statuses
