@@ -46,7 +46,7 @@ from ..engine.distributed import launched_rank
 from ..engine.run_dir import RunDirInUseError
 from ..engine.trainer import CHECKPOINT_FILE, METRICS_FILE
 from . import bench_report
-from .output import make_console, percent
+from .output import duration, make_console, percent
 from .posthoc import run_posthoc
 from .suite import MethodSpec, Run, Suite, if_tag
 from .train import run_training
@@ -197,11 +197,6 @@ def _write_report(suite: Suite, runs: list[Run], plots: bool = True) -> dict:
     return bench_report.write_report(suite, runs, plots=plots) if launched_rank() == 0 else {}
 
 
-def _fmt_seconds(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
 def run_bench(suite_path: str | Path, *, output_dir: str | None = None, overrides: tuple[str, ...] = (),
               verbose: bool = False, report_only: bool = False, only_factors: Sequence[float] | None = None,
               only_seeds: Sequence[int] | None = None, after_run: Callable[[Run], None] | None = None) -> dict:
@@ -270,9 +265,9 @@ def _run_all(suite: Suite, runs: list[Run], todo: list[Run], verbose: bool, afte
             durations.setdefault(run.method.name, []).append(run.seconds)
             test = metrics["test"]
             remaining = sum(_estimate(r, durations) for r in todo[k:] if r.status != "finished")
-            console.print(f"{tag}: done in {_fmt_seconds(run.seconds)}, test overall "
+            console.print(f"{tag}: done in {duration(run.seconds)}, test overall "
                           f"{100 * test['mean_class']:.2f} few {percent(test['few'])}; elapsed "
-                          f"{_fmt_seconds(time.perf_counter() - start)}, about {_fmt_seconds(remaining)} left")
+                          f"{duration(time.perf_counter() - start)}, about {duration(remaining)} left")
         _write_report(suite, runs, plots=False)
         if after_run is not None:
             after_run(run)

@@ -23,7 +23,7 @@ from ..engine.checkpoint import CheckpointError
 from ..engine.run_dir import RunDirectory
 from ..engine.trainer import CHECKPOINT_FILE, METRICS_FILE
 from .bench import check_existing, load_suite, plan
-from .output import make_console
+from .output import duration, make_console
 from .suite import Run, if_tag
 
 console = make_console(soft_wrap=True)
@@ -101,8 +101,6 @@ def suite_status(suite_path: str | Path, *, output_dir: str | None = None,
 
 
 def print_status(suite_path: str | Path, *, output_dir: str | None = None, overrides: Sequence[str] = ()) -> list[RunStatus]:
-    from .bench import _fmt_seconds
-
     statuses, left = suite_status(suite_path, output_dir=output_dir, overrides=overrides)
     table = Table(title=f"{suite_path} -> {load_suite(suite_path, output_dir).output_dir}")
     for col in ("IF", "seed", "method", "state", "epochs", "test overall", "note"):
@@ -118,7 +116,7 @@ def print_status(suite_path: str | Path, *, output_dir: str | None = None, overr
     counts = {state: sum(s.state == state for s in statuses)
               for state in ("finished", "running", "interrupted", "to run", "other settings")}
     known = any(s.seconds_per_epoch is not None for s in statuses)
-    time_left = (f"about {_fmt_seconds(left)} of training left for one process (from the seconds per epoch recorded "
+    time_left = (f"about {duration(left)} of training left for one process (from the seconds per epoch recorded "
                  f"so far)" if known else "no run has recorded its speed yet, so no estimate of the time left")
     console.print(", ".join(f"{n} {state}" for state, n in counts.items() if n) + f" of {len(statuses)} runs; {time_left}")
     return statuses

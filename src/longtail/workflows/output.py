@@ -24,3 +24,9 @@ def percent(x: float | None, width: int = 0) -> str:
     if x is None or not math.isfinite(x):
         return "-".center(width)
     return f"{100 * x:{width}.2f}"
+
+
+def duration(seconds: float) -> str:
+    """1h05m, 4m07s."""
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
