@@ -200,3 +200,42 @@ def test_posthoc_warns_when_tau_is_chosen_on_the_grid_edge(tmp_path, capsys):
     assert main(["posthoc", str(repo / "configs/fashion_mnist_lt/posthoc_la.yaml"), f"from_run={tmp_path / 'ce'}",
                  f"output_dir={tmp_path}", "name=fixed", "tau=1", "--quiet"]) == 0  # a fixed tau: nothing searched
     assert read_metrics(tmp_path / "fixed")["posthoc"]["grid_edge_note"] is None
+
+
+def test_ldam_runs_report_the_probabilities_their_loss_trains(tmp_path):
+    """LDAM trains softmax(s z) on cosine logits z: its ECE, calibration report, `longtail eval`, predict's
+    probabilities and the export card all use s (the softmax of the raw cosines is nearly uniform); the saved
+    test logits stay the model's raw outputs, and accuracy does not depend on s."""
+    import json
+
+    from PIL import Image
+
+    from longtail.evaluation import expected_calibration_error
+    from longtail.workflows import build
+    from longtail.workflows.evaluate import load_run_config
+
+    assert main(["train", *tiny_args(tmp_path, "ldam", "loss=ldam", "head=cosine", "loss_options={scale: 16.0}"),
+                 "--quiet"]) == 0
+    run = tmp_path / "ldam"
+    metrics = read_metrics(run)
+    assert metrics["probability_scale"] == 16.0
+    saved = np.load(run / "test_logits.npz")
+    z, y = torch.tensor(saved["logits"], dtype=torch.float64), torch.tensor(saved["targets"])
+    assert z.abs().max() <= 1 + 1e-5  # raw cosines
+    assert abs(metrics["test"]["ece"] - expected_calibration_error(16 * z, y)) < 1e-6
+    assert abs(metrics["test"]["ece"] - expected_calibration_error(z, y)) > 1e-3  # the scale matters
+    bins = np.genfromtxt(run / "test_calibration.csv", delimiter=",", names=True)
+    assert abs(np.nansum(bins["count"] / bins["count"].sum() * np.abs(bins["accuracy"] - bins["mean_confidence"]))
+               - metrics["test"]["ece"]) < 1e-5
+    from longtail.workflows.evaluate import run_eval
+
+    assert abs(run_eval(run)["ece"] - metrics["test"]["ece"]) < 1e-6  # `longtail eval` scores the same probabilities
+    data = build.build_data(load_run_config(run))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(data.test.images[0, 0].numpy(), mode="L").save(folder / "first.png")
+    assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "pred"), "--top-k", "1"]) == 0
+    row = (tmp_path / "pred" / "predictions.csv").read_text().splitlines()[1].split(",")
+    assert abs(float(row[3]) - float((16 * z[0]).softmax(0).max())) < 1e-5
+    assert main(["export", str(run), "--out", str(tmp_path / "exported")]) == 0
+    assert json.loads((tmp_path / "exported" / "model.json").read_text())["probability_scale"] == 16.0

@@ -74,3 +74,10 @@ def test_bad_options_are_clear_errors():
         LDAMLoss(COUNTS, max_margin=0)
     with pytest.raises(ValueError, match="drw_epoch must be >= 0"):
         LDAMLoss(COUNTS, drw_epoch=-1)
+
+
+def test_probability_scale_is_the_logit_scale():
+    """ECE and predict use softmax(probability_scale * z): s for LDAM, 1 for the softmax losses."""
+    assert LDAMLoss([10, 5, 1], scale=16.0).probability_scale == 16.0
+    for name in ("ce", "balanced_softmax", "focal", "logit_adjusted"):
+        assert create_loss(name, [10, 5, 1]).probability_scale == 1.0

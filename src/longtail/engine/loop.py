@@ -179,15 +179,17 @@ def _interleave(shards: list[tuple[Tensor | None, Tensor]]) -> tuple[Tensor, Ten
 
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, train_counts, many: int = 100,
              few: int = 20, logit_adjustment: Tensor | None = None,
-             memory_format: torch.memory_format = torch.contiguous_format, amp: torch.dtype | None = None) -> dict:
+             memory_format: torch.memory_format = torch.contiguous_format, amp: torch.dtype | None = None,
+             probability_scale: float = 1.0) -> dict:
     """Metrics of ``model`` on ``loader`` (see :func:`longtail.evaluation.score_logits`: shot-group
-    accuracy, top-5, ECE). ``logit_adjustment`` (C,), if given, is added to the logits (post-hoc)."""
+    accuracy, top-5, ECE of softmax(``probability_scale`` * logits)). ``logit_adjustment`` (C,), if given,
+    is added to the logits (post-hoc)."""
     from ..evaluation import score_logits
 
     logits, targets = predict(model, loader, device, memory_format, amp)
     if logit_adjustment is not None:
         logits = logits + logit_adjustment.to(logits)
-    return score_logits(logits, targets, train_counts, many=many, few=few)
+    return score_logits(logits, targets, train_counts, many=many, few=few, probability_scale=probability_scale)
 
 
 def compile_in_place(module: nn.Module, example: Tensor, *, log: Callable[[str], None] = print) -> bool:

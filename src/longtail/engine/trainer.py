@@ -103,6 +103,8 @@ class Trainer:
             raise ValueError(f"eval_every must be >= 1 (validate every k epochs), got {eval_every}")
         self.dist = dist or dist_utils.DistInfo()
         self.model, self.loader, self.loss_fn, self.optimizer = model, loader, loss_fn, optimizer
+        # the scale of the logits whose softmax the loss trains (LDAM's s): ECE and calibration use it
+        self.probability_scale = float(getattr(loss_fn, "probability_scale", 1.0))
         self.trained = trained if trained is not None else model
         self.val_model = val_model if val_model is not None else model
         self.val_loader, self.scheduler, self.sampler, self.hooks = val_loader, scheduler, sampler, list(hooks)
@@ -212,7 +214,7 @@ class Trainer:
     def validate(self) -> dict[str, Any]:
         val_format = self.memory_format if unwrap(self.val_model) is unwrap(self.model) else torch.contiguous_format
         return evaluate(self.val_model, self.val_loader, self.dist.device, self.class_counts, self.many, self.few,
-                        memory_format=val_format)
+                        memory_format=val_format, probability_scale=self.probability_scale)
 
     def _save_epoch(self, record: dict, improved: bool) -> None:
         epoch = record["epoch"]
@@ -258,12 +260,12 @@ class Trainer:
 
         start = time.perf_counter()
         logits, targets = self.predict(test_loader)
-        test_last = score_logits(logits, targets, self.class_counts, self.many, self.few)
+        test_last = score_logits(logits, targets, self.class_counts, self.many, self.few, self.probability_scale)
         test = test_last
         if self.select_on == "val" and self.best["epoch"] != self.epochs:
             self.load_selected()
             logits, targets = self.predict(test_loader)
-            test = score_logits(logits, targets, self.class_counts, self.many, self.few)
+            test = score_logits(logits, targets, self.class_counts, self.many, self.few, self.probability_scale)
         extra = self.predict(report_loader) if report_loader is not None else None  # a collective under DDP
         metrics = self.metrics(finished=True, test=test, test_last=test_last)
         metrics["timing"] = {**self.timing, "test_seconds": time.perf_counter() - start}
@@ -279,7 +281,7 @@ class Trainer:
                                     title=f"{name}: per-class test accuracy", many=self.many, few=self.few)
             # the selected model's test logits, confusion matrix and per-class precision / recall
             write_prediction_reports(path, logits, targets, self.class_names, prefix="test",
-                                     weights_epoch=self.best["epoch"])
+                                     weights_epoch=self.best["epoch"], probability_scale=self.probability_scale)
             if extra is not None:
                 write_prediction_reports(path, *extra, self.class_names, prefix="val",
                                          weights_epoch=self.best["epoch"], logits_only=True)
@@ -293,7 +295,8 @@ class Trainer:
         out = {**self.run_info, "class_counts": self.class_counts, "class_names": self.class_names,
                "epochs": self.epochs, "epochs_completed": len(self.history), "finished": finished,
                "selected_epoch": self.best["epoch"], "select_on": self.select_on, "history": self.history,
-               "threads": torch.get_num_threads(), "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+               "threads": torch.get_num_threads(), "probability_scale": self.probability_scale,
+               "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if test is not None:
             out["test"] = test
             out["test_last"] = test_last

@@ -87,28 +87,30 @@ def precision_recall(confusion: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def score_logits(logits: Tensor, targets: Tensor, train_counts: Sequence[int] | Tensor, many: int = 100,
-                 few: int = 20) -> dict:
+                 few: int = 20, probability_scale: float = 1.0) -> dict:
     """Everything longtail reports about a split from its logits: :func:`shot_accuracy` (top-1,
     mean per-class, many / medium / few, per-class), ``top5``, ``ece`` and ``ece_many`` / ``_medium`` /
-    ``_few``, and ``num_samples``."""
+    ``_few``, and ``num_samples``. The ECE is of softmax(``probability_scale`` * logits) (the loss's
+    ``probability_scale``: LDAM's s for cosine logits, else 1)."""
     from .shot_accuracy import shot_accuracy
 
     metrics = shot_accuracy(logits.argmax(1), targets, train_counts, many=many, few=few)
     metrics["top5"] = topk_accuracy(logits, targets, 5)
-    metrics.update(calibration_by_group(logits, targets, train_counts, many, few))
+    metrics.update(calibration_by_group(logits * probability_scale, targets, train_counts, many, few))
     metrics["num_samples"] = int(targets.numel())
     return metrics
 
 
 def write_prediction_reports(out_dir, logits: Tensor, targets: Tensor, class_names: Sequence[str],
                              prefix: str = "test", plot_max_classes: int = 100, weights_epoch: int | None = None,
-                             logits_only: bool = False) -> list:
+                             logits_only: bool = False, probability_scale: float = 1.0) -> list:
     """Write ``<prefix>_logits.npz`` (logits, targets), ``<prefix>_confusion_matrix.csv`` (rows = true class),
     ``<prefix>_per_class.csv`` (name, support, precision, recall), ``<prefix>_calibration.csv`` and
     ``<prefix>_reliability.png`` (the reliability diagram, 15 confidence bins) and, for up to ``plot_max_classes``
     classes, ``<prefix>_confusion_matrix.png``. ``weights_epoch``: the epoch of the weights that gave
     the logits, saved with them (``longtail posthoc`` reuses logits of the weights it corrects only).
-    ``logits_only``: just the .npz. Returns the paths written."""
+    ``logits_only``: just the .npz. The logits are saved as the model gave them; the calibration files use
+    softmax(``probability_scale`` * logits), as :func:`score_logits` does. Returns the paths written."""
     import csv
     from pathlib import Path
 
@@ -133,7 +135,7 @@ def write_prediction_reports(out_dir, logits: Tensor, targets: Tensor, class_nam
         writer.writerow(["class", "name", "support", "precision", "recall"])
         for c, name in enumerate(class_names):
             writer.writerow([c, name, int(conf[c].sum()), f"{precision[c]:.6f}", f"{recall[c]:.6f}"])
-    bins = calibration_bins(logits, targets)
+    bins = calibration_bins(logits * probability_scale, targets)
     num_bins = len(bins["count"])
     paths.append(out_dir / f"{prefix}_calibration.csv")
     with open(paths[-1], "w", newline="") as f:
@@ -143,7 +145,7 @@ def write_prediction_reports(out_dir, logits: Tensor, targets: Tensor, class_nam
             writer.writerow([b, f"{b / num_bins:.6f}", f"{(b + 1) / num_bins:.6f}", int(bins["count"][b]),
                              f"{bins['confidence'][b]:.6f}", f"{bins['accuracy'][b]:.6f}"])
     from .plots import plot_confusion_matrix, plot_reliability_diagram
-    paths.append(plot_reliability_diagram(bins, expected_calibration_error(logits, targets),
+    paths.append(plot_reliability_diagram(bins, expected_calibration_error(logits * probability_scale, targets),
                                           out_dir / f"{prefix}_reliability.png"))
     if num_classes <= plot_max_classes:
         paths.append(plot_confusion_matrix(conf, class_names, out_dir / f"{prefix}_confusion_matrix.png"))

@@ -81,6 +81,11 @@ class ClassCountLoss(nn.Module):
         self.register_buffer("class_counts", as_class_counts(class_counts, allow_zero=allow_zero))
         self.reduction = check_reduction(reduction)
 
+    #: softmax(probability_scale * logits) are the class probabilities the loss trains the model to output:
+    #: 1 for softmax losses; LDAM's scale s for its cosine logits. Used for ECE, calibration and predict only
+    #: (accuracy and the saved logits do not depend on it).
+    probability_scale: float = 1.0
+
     @property
     def num_classes(self) -> int:
         return int(self.class_counts.numel())

@@ -87,6 +87,12 @@ class LDAMLoss(ClassCountLoss):
     def class_weights(self) -> Tensor | None:
         return self.drw_weights if self.reweighting else None
 
+    @property
+    def probability_scale(self) -> float:
+        """The loss trains softmax(s z) (margins apart, which apply in training only), so these are the
+        model's probabilities; the softmax of the raw cosines z is nearly uniform."""
+        return self.scale
+
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, max_margin={self.max_margin}, scale={self.scale}, "
                 f"drw_epoch={self.drw_epoch}, beta={self.beta}")

@@ -80,6 +80,11 @@ def build_loss(cfg: TrainConfig, data: LongTailedData) -> torch.nn.Module:
     return create_loss(cfg.loss, data.class_counts, **cfg.loss_options)
 
 
+def probability_scale(cfg: TrainConfig, data: LongTailedData) -> float:
+    """The run's class probabilities are softmax(scale * logits): its loss's ``probability_scale`` (LDAM: s)."""
+    return float(getattr(build_loss(cfg, data), "probability_scale", 1.0))
+
+
 def build_sampler(cfg: TrainConfig, data: LongTailedData, dist: DistInfo):
     try:
         factory = SAMPLERS.get(cfg.sampler)

@@ -49,10 +49,11 @@ def run_eval(target: str | Path, *, split: str = "test", device: str = "auto", a
     model.load_state_dict(state["model"])
     loader = build.eval_loader(data.test if split == "test" else data.val, cfg, info)
     logits, targets = predict(model, loader, info.device)
-    metrics = score_logits(logits, targets, data.class_counts, cfg.many_threshold, cfg.few_threshold)
+    scale = build.probability_scale(cfg, data)
+    metrics = score_logits(logits, targets, data.class_counts, cfg.many_threshold, cfg.few_threshold, scale)
     if info.is_main:  # logits, confusion matrix, per-class precision / recall of the split, next to the run
         written = write_prediction_reports(run_dir, logits, targets, data.class_names, prefix=split,
-                                           weights_epoch=state.get("epoch"))
+                                           weights_epoch=state.get("epoch"), probability_scale=scale)
         metrics["reports"] = [str(p) for p in written]
         if features:  # one process computes them over the whole split, in order
             import numpy as np

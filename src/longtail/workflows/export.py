@@ -29,7 +29,9 @@ def run_export(target: str | Path, out: str | Path | None = None) -> dict[str, P
             "model_options": cfg.model_options, "head": cfg.head, "loss": cfg.loss, "sampler": cfg.sampler,
             "num_classes": data.num_classes, "in_channels": data.in_channels, "class_names": data.class_names,
             "class_counts": data.class_counts, "normalise": {"scale": "uint8 / 255", "mean": list(mean), "std": list(std)},
-            "output": "plain logits (no training-time prior correction); softmax for probabilities"}
+            "probability_scale": build.probability_scale(cfg, data),
+            "output": "plain logits (no training-time prior correction); softmax(probability_scale * logits) for "
+                      "probabilities (the scale is 1 but for losses such as LDAM that scale cosine logits)"}
     paths = export_classifier(model, Path(out) if out else run_dir / "export", card=card, example=example)
     for kind, path in paths.items():
         console.print(f"{kind:<12} -> {path}")

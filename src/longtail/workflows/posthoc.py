@@ -110,8 +110,10 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
     edge_note = tau_grid_edge_note(best, grid)
     many, few = train_cfg.many_threshold, train_cfg.few_threshold
 
+    scale = build.probability_scale(train_cfg, data)
+
     def test_metrics(logits: Tensor) -> dict:  # the corrected logits are the model's: their softmax is scored too (ECE)
-        return score_logits(logits, test_targets, counts, many=many, few=few)
+        return score_logits(logits, test_targets, counts, many=many, few=few, probability_scale=scale)
 
     test = test_metrics(corrected["test"](best))
     plain = test_metrics(plain_logits)

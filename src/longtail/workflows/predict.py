@@ -4,8 +4,9 @@ INPUT: image files, folders (searched recursively for .jpg/.jpeg/.png/.bmp/.webp
 (``relative/path [label]`` per line, paths relative to ``--root``). Each image gets the run's test-time
 preprocessing (converted to the run's channels and, for the in-memory datasets, resized to their image
 size when it differs). Writes ``predictions.csv`` (path, top-k classes with names and probabilities),
-``logits.npz`` (paths, logits) and, if any image could not be read, ``unreadable.txt``; unreadable
-images are reported by name and skipped, never silently dropped.
+``logits.npz`` (paths, logits: those whose softmax gives the probabilities, i.e. the model's logits times its
+loss's ``probability_scale`` (LDAM's s for cosine logits, else 1), plus the prior's log pi) and, if any image
+could not be read, ``unreadable.txt``; unreadable images are reported by name and skipped, never silently dropped.
 
 Test-time prior: the model's logits estimate p(y|x) under the training objective's prior (uniform for
 Balanced Softmax / logit adjustment / decoupled heads; the training prior for plain CE). ``--prior``
@@ -136,6 +137,7 @@ def run_predict(target: str | Path, inputs: Sequence[str], *, out: str | Path | 
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=_collate, num_workers=cfg.num_workers,
                         sampler=SequentialShardSampler(len(dataset), num_replicas=info.world_size, rank=info.rank))
     logits, indices, failures = _predict_readable(model, loader, info)
+    logits = logits * build.probability_scale(cfg, data)  # from here on, logits whose softmax is the model's belief
     shift = prior_log(prior, data.class_counts)
     if shift is not None:
         logits = logits + shift
