@@ -194,3 +194,26 @@ def test_methods_can_run_a_subset_of_the_seeds(tmp_path):
     cifar = load_suite(REPO / "configs/suites/cifar10_lt.yaml")
     # 14 methods x 2 IFs at seed 0, + seeds 1-2 of CE, Balanced Softmax, BALMS, decoupled BS, post-hoc LA, tau-norm
     assert cifar.num_runs == 14 * 2 + 6 * 2 * 2
+
+
+@pytest.mark.slow  # ~30 s: 4 tiny runs twice, two of them in spawned worker processes
+def test_jobs_train_side_by_side_and_give_the_sequential_results(tmp_path):
+    """`--jobs 2`: the runs train in two worker processes, each post-hoc run after its own CE run, and every
+    run's test metrics equal those of the one-process suite (same seeds, one thread each)."""
+    overrides = TINY + ["threads=1"]
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one = load_suite(write_suite(tmp_path / "one", overrides=overrides, output_dir=str(tmp_path / "one" / "out")))
+    two_path = write_suite(tmp_path / "two", overrides=overrides, output_dir=str(tmp_path / "two" / "out"))
+    assert run_bench(one.path)["runs_finished"] == 4
+    finished = []
+    summary = run_bench(two_path, jobs=2, after_run=lambda run: finished.append((run.seed, run.method.name)))
+    assert summary["complete"] and not summary["failed"]
+    for seed in (0, 1):  # a post-hoc run is only ever settled after its stage-1 run
+        assert finished.index((seed, "ce")) < finished.index((seed, "tau_norm"))
+    for run in ("if10/seed0/ce", "if10/seed1/ce", "if10/seed0/tau_norm", "if10/seed1/tau_norm"):
+        a, b = (json.loads((tmp_path / which / "out" / "runs" / run / "metrics.json").read_text())["test"]
+                for which in ("one", "two"))
+        assert a["per_class"] == b["per_class"] and a["ece"] == b["ece"], run
+    with pytest.raises(ConfigError, match="jobs must be >= 1"):
+        run_bench(two_path, jobs=0)

@@ -164,6 +164,9 @@ def _add_bench(sub) -> None:
                    help="train only this slice of the grid (the report still covers every finished run); "
                         "slices can run in parallel, e.g. one process per core")
     p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED", help="train only these seeds")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="train N runs at a time, each in its own process (e.g. one per CPU core with threads=1); "
+                        "a stage-2 or post-hoc run starts once its stage-1 run has finished")
 
 
 def _add_posthoc(sub) -> None:
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             from ..workflows.bench import run_bench
             summary = run_bench(args.suite, output_dir=args.output_dir, overrides=tuple(args.overrides),
                                 verbose=args.verbose, report_only=args.report_only,
-                                only_factors=args.imbalance_factors, only_seeds=args.seeds)
+                                only_factors=args.imbalance_factors, only_seeds=args.seeds, jobs=args.jobs)
             return 1 if summary["failed"] else 0
         elif args.command == "posthoc":
             from ..config import PosthocConfig, load_config

@@ -24,6 +24,7 @@ After each run the results table (results.md / .csv / .json) and plots are rewri
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -199,10 +200,17 @@ def _write_report(suite: Suite, runs: list[Run], plots: bool = True) -> dict:
 
 def run_bench(suite_path: str | Path, *, output_dir: str | None = None, overrides: tuple[str, ...] = (),
               verbose: bool = False, report_only: bool = False, only_factors: Sequence[float] | None = None,
-              only_seeds: Sequence[int] | None = None, after_run: Callable[[Run], None] | None = None) -> dict:
+              only_seeds: Sequence[int] | None = None, after_run: Callable[[Run], None] | None = None,
+              jobs: int = 1) -> dict:
     """Run (or continue) the suite; returns the results summary. ``only_factors`` / ``only_seeds`` train
-    a slice of the grid (the report covers every finished run). ``after_run(run)`` is called after
+    a slice of the grid (the report covers every finished run). ``jobs``: runs trained at a time, each in a
+    process of its own (e.g. one per CPU core, with ``threads=1``). ``after_run(run)`` is called after
     every executed run (tests use it to interrupt)."""
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    if jobs > 1 and os.environ.get("WORLD_SIZE", "1") != "1":
+        raise ConfigError("--jobs runs several runs side by side in one machine's processes; under torchrun every "
+                          "run is already one job over all processes: drop --jobs or torchrun")
     suite = load_suite(suite_path, output_dir)
     for name, chosen, grid in (("imbalance factor", only_factors, suite.imbalance_factors),
                                ("seed", only_seeds, suite.seeds)):
@@ -219,7 +227,9 @@ def run_bench(suite_path: str | Path, *, output_dir: str | None = None, override
     console.print(f"[bold]{suite.title}[/]: {len(suite.methods)} methods x IF {list(map(if_tag, suite.imbalance_factors))} "
                   f"x seeds {list(suite.seeds)} = {len(runs)} runs; {sum(r.status == 'finished' for r in runs)} finished "
                   f"earlier, {len(todo)} to run{' in this slice' if only_factors or only_seeds else ''} -> {suite.output_dir}")
-    if not report_only:
+    if not report_only and jobs > 1:
+        _run_parallel(suite, runs, todo, jobs, verbose, after_run)
+    elif not report_only:
         _run_all(suite, runs, todo, verbose, after_run)
     summary = _write_report(suite, runs)
     failed = [r for r in runs if r.status == "failed"]
@@ -229,17 +239,50 @@ def run_bench(suite_path: str | Path, *, output_dir: str | None = None, override
     return {**summary, "failed": [str(r.run_dir) for r in failed]}
 
 
+def _stage1_missing(run: Run, runs: list[Run]) -> str | None:
+    """Why ``run`` cannot start yet (its stage-1 run is not finished), or None."""
+    if run.stage1_dir is None:
+        return None
+    stage1 = next(r for r in runs if r.run_dir == run.stage1_dir)
+    return None if stage1.status == "finished" else f"its stage-1 run {stage1.run_dir} did not finish"
+
+
+def _settle(run: Run, tag: str, result: Callable[[], dict], t0: float, durations: dict[str, list[float]]) -> dict | None:
+    """Get the run's metrics from ``result`` (executing it, or a worker's future) and record the outcome on
+    ``run``: finished (returns the metrics), skipped (another process holds it) or failed. A config mistake
+    is raised: every seed would hit it."""
+    try:
+        metrics = result()
+    except ConfigError:
+        raise
+    except RunDirInUseError as err:  # another process (a second bench of the same suite) trains it
+        console.print(f"{tag}: [yellow]skipped[/], {escape(str(err))}")
+        return None
+    except (NonFiniteLossError, RuntimeError, ValueError) as err:  # one bad run does not stop the suite
+        run.status, run.error = "failed", f"{type(err).__name__}: {err}"
+        console.print(f"{tag}: [red]failed[/] ({escape(run.error)})")
+        return None
+    run.status, run.seconds = "finished", time.perf_counter() - t0
+    durations.setdefault(run.method.name, []).append(run.seconds)
+    return metrics
+
+
+def _say_done(tag: str, run: Run, metrics: dict, start: float, remaining: float) -> None:
+    test = metrics["test"]
+    console.print(f"{tag}: done in {duration(run.seconds)}, test overall {100 * test['mean_class']:.2f} few "
+                  f"{percent(test['few'])}; elapsed {duration(time.perf_counter() - start)}, about {duration(remaining)} left")
+
+
 def _run_all(suite: Suite, runs: list[Run], todo: list[Run], verbose: bool, after_run) -> None:
     durations: dict[str, list[float]] = {}
     start = time.perf_counter()
     for k, run in enumerate(todo, 1):
         tag = f"[{k}/{len(todo)}] IF {if_tag(run.imbalance_factor)} seed {run.seed} {run.method.name}"
-        if run.stage1_dir is not None:
-            stage1 = next(r for r in runs if r.run_dir == run.stage1_dir)
-            if stage1.status != "finished":
-                run.status, run.error = "failed", f"its stage-1 run {stage1.run_dir} did not finish"
-                console.print(f"{tag}: [red]skipped[/], {escape(run.error)}")
-                continue
+        missing = _stage1_missing(run, runs)
+        if missing:
+            run.status, run.error = "failed", missing
+            console.print(f"{tag}: [red]skipped[/], {escape(run.error)}")
+            continue
         run.status = check_existing(run)  # another process of the same suite may have trained it meanwhile
         if run.status == "finished":
             console.print(f"{tag}: finished meanwhile by another process")
@@ -247,30 +290,75 @@ def _run_all(suite: Suite, runs: list[Run], todo: list[Run], verbose: bool, afte
         console.print(f"{tag}: {'resuming' if run.status == 'partial' else 'running'} ...")
         t0 = time.perf_counter()
         try:
-            metrics = _execute(run, verbose)
+            metrics = _settle(run, tag, lambda: _execute(run, verbose), t0, durations)
         except KeyboardInterrupt:
             _write_report(suite, runs, plots=False)
             console.print("interrupted: finished runs are kept; run the same command again to continue")
             raise
-        except ConfigError:  # a mistake in the suite's configs: every seed would hit it, so stop
-            raise
-        except RunDirInUseError as err:  # another process (a second bench of the same suite) trains it
-            console.print(f"{tag}: [yellow]skipped[/], {escape(str(err))}")
-            continue
-        except (NonFiniteLossError, RuntimeError, ValueError) as err:  # one bad run does not stop the suite
-            run.status, run.error = "failed", f"{type(err).__name__}: {err}"
-            console.print(f"{tag}: [red]failed[/] ({escape(run.error)})")
-        else:
-            run.status, run.seconds = "finished", time.perf_counter() - t0
-            durations.setdefault(run.method.name, []).append(run.seconds)
-            test = metrics["test"]
+        if metrics is not None:
             remaining = sum(_estimate(r, durations) for r in todo[k:] if r.status != "finished")
-            console.print(f"{tag}: done in {duration(run.seconds)}, test overall "
-                          f"{100 * test['mean_class']:.2f} few {percent(test['few'])}; elapsed "
-                          f"{duration(time.perf_counter() - start)}, about {duration(remaining)} left")
+            _say_done(tag, run, metrics, start, remaining)
         _write_report(suite, runs, plots=False)
         if after_run is not None:
             after_run(run)
+
+
+def _run_parallel(suite: Suite, runs: list[Run], todo: list[Run], jobs: int, verbose: bool, after_run) -> None:
+    """``jobs`` runs at a time, each in a process of its own, taken in the suite's order; a stage-2 or post-hoc
+    run starts once its stage-1 run has finished, so no worker waits while another run could go. The outcome
+    of each run is recorded and reported as in the one-process loop."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    durations: dict[str, list[float]] = {}
+    start = time.perf_counter()
+    waiting = list(todo)
+    tags = {id(run): f"[{k}/{len(todo)}] IF {if_tag(run.imbalance_factor)} seed {run.seed} {run.method.name}"
+            for k, run in enumerate(todo, 1)}
+    running: dict[cf.Future, tuple[Run, float]] = {}
+    # spawn, not fork: a forked worker would inherit torch's thread pools and the parent's open files
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            while waiting or running:
+                for run in list(waiting):
+                    if len(running) >= jobs:
+                        break
+                    tag = tags[id(run)]
+                    stage1_coming = any(r.run_dir == run.stage1_dir for r in waiting) or any(
+                        r.run_dir == run.stage1_dir for r, _ in running.values())
+                    missing = _stage1_missing(run, runs)
+                    if missing and stage1_coming:
+                        continue  # its stage-1 run is queued or training: later
+                    waiting.remove(run)
+                    if missing:
+                        run.status, run.error = "failed", missing
+                        console.print(f"{tag}: [red]skipped[/], {escape(run.error)}")
+                        continue
+                    run.status = check_existing(run)
+                    if run.status == "finished":
+                        console.print(f"{tag}: finished meanwhile by another process")
+                        continue
+                    console.print(f"{tag}: {'resuming' if run.status == 'partial' else 'running'} ...")
+                    running[pool.submit(_execute, run, verbose)] = (run, time.perf_counter())
+                if not running:
+                    continue  # every waiting run was settled above
+                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    run, t0 = running.pop(future)
+                    metrics = _settle(run, tags[id(run)], future.result, t0, durations)
+                    if metrics is not None:
+                        left = [r for r in waiting if r.status != "finished"] + [r for r, _ in running.values()]
+                        _say_done(tags[id(run)], run, metrics, start, sum(_estimate(r, durations) for r in left) / jobs)
+                    _write_report(suite, runs, plots=False)
+                    if after_run is not None:
+                        after_run(run)
+                    if isinstance(run.error, str) and "BrokenProcessPool" in run.error:
+                        raise RuntimeError("a worker process died (killed, or out of memory?); finished runs are "
+                                           "kept: run the same command again to continue")
+        except KeyboardInterrupt:
+            _write_report(suite, runs, plots=False)
+            console.print("interrupted: finished runs are kept; run the same command again to continue")
+            raise
 
 
 def _estimate(run: Run, durations: dict[str, list[float]]) -> float:
