@@ -193,6 +193,16 @@ def _execute(run: Run, verbose: bool) -> dict:
     return run_training(run.config, resume=run.status == "partial", quiet=not verbose)
 
 
+def _execute_in_worker(run: Run, verbose: bool, threads: int) -> dict:
+    """A worker of ``--jobs``: without a thread count in the config, its share of the cores (N workers each
+    taking every core would oversubscribe them)."""
+    if getattr(run.config, "threads", None) is None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return _execute(run, verbose)
+
+
 def _write_report(suite: Suite, runs: list[Run], plots: bool = True) -> dict:
     """The report files; under torchrun every rank runs the suite and rank 0 alone writes them."""
     return bench_report.write_report(suite, runs, plots=plots) if launched_rank() == 0 else {}
@@ -312,6 +322,7 @@ def _run_parallel(suite: Suite, runs: list[Run], todo: list[Run], jobs: int, ver
 
     durations: dict[str, list[float]] = {}
     start = time.perf_counter()
+    threads = max(1, (os.cpu_count() or 1) // jobs)  # for runs whose config leaves the thread count open
     waiting = list(todo)
     tags = {id(run): f"[{k}/{len(todo)}] IF {if_tag(run.imbalance_factor)} seed {run.seed} {run.method.name}"
             for k, run in enumerate(todo, 1)}
@@ -339,7 +350,7 @@ def _run_parallel(suite: Suite, runs: list[Run], todo: list[Run], jobs: int, ver
                         console.print(f"{tag}: finished meanwhile by another process")
                         continue
                     console.print(f"{tag}: {'resuming' if run.status == 'partial' else 'running'} ...")
-                    running[pool.submit(_execute, run, verbose)] = (run, time.perf_counter())
+                    running[pool.submit(_execute_in_worker, run, verbose, threads)] = (run, time.perf_counter())
                 if not running:
                     continue  # every waiting run was settled above
                 done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
