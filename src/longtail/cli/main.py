@@ -304,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[bold red]error:[/] {escape(str(message))}  (LONGTAIL_DEBUG=1 for the traceback)", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        err_console.print("interrupted; the last complete checkpoint is kept (continue with --resume)")
+        again = ("run the same command again" if args.command in ("bench", "demo")
+                 or getattr(args, "detect_command", None) == "compare" else "continue with --resume")
+        err_console.print(f"interrupted; the last complete checkpoint is kept ({again})")
         return 130
     except BrokenPipeError:  # `longtail ... | head` closed the pipe: nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
