@@ -14,10 +14,11 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
-from ..config import ConfigError, TrainConfig, load_config
+from ..config import ConfigError, TrainConfig, changed_settings, load_config, to_dict
 from ..engine.trainer import CHECKPOINT_FILE, METRICS_FILE
 from ..evaluation.plots import plot_per_class_accuracy
 from .train import run_training
@@ -53,12 +54,19 @@ def default_configs_dir() -> Path:
 
 
 def _run_one(cfg: TrainConfig) -> dict:
+    """Train the run, reuse it when it finished earlier with the same settings, resume it when interrupted; a
+    run made with other settings (e.g. before the defaults changed) is an error, never silently reused."""
     run_dir = Path(cfg.output_dir) / str(cfg.name)
     metrics_path = run_dir / METRICS_FILE
-    if metrics_path.exists():
+    if metrics_path.exists() and (run_dir / "config.yaml").exists():
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        diff = changed_settings(saved, to_dict(cfg), TrainConfig.NOT_COMPUTED_KEYS + ("init_from",))
+        if diff:
+            raise ConfigError(f"{run_dir} was made with other settings ({diff}). Delete it (or the whole "
+                              f"{cfg.output_dir}) to redo the demo with these settings, or pass --output-dir")
         metrics = json.loads(metrics_path.read_text())
-        if metrics.get("finished") and metrics.get("epochs") == cfg.epochs:
-            console.print(f"[dim]{cfg.name}: finished earlier, reusing {metrics_path}[/]")
+        if metrics.get("finished"):
+            console.print(f"[dim]{cfg.name}: finished earlier with the same settings, reusing {metrics_path}[/]")
             return metrics
     return run_training(cfg, resume=(run_dir / CHECKPOINT_FILE).exists(), overwrite=False)
 
