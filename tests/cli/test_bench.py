@@ -217,3 +217,20 @@ def test_jobs_train_side_by_side_and_give_the_sequential_results(tmp_path):
         assert a["per_class"] == b["per_class"] and a["ece"] == b["ece"], run
     with pytest.raises(ConfigError, match="jobs must be >= 1"):
         run_bench(two_path, jobs=0)
+
+
+@pytest.mark.slow  # ~15 s
+def test_jobs_a_failed_run_is_reported_and_its_post_hoc_run_skipped(tmp_path):
+    """In worker processes as in one: a diverging CE run fails, its tau-norm cannot start and says why, and the
+    other method still trains; nothing waits forever."""
+    ce = {"name": "ce", "label": "CE", "config": str(REPO / "configs/fashion_mnist_lt/ce.yaml"), "overrides": ["lr=1e30"]}
+    tau = {"name": "tau_norm", "label": "tau-norm", "from": "ce",
+           "posthoc": str(REPO / "configs/fashion_mnist_lt/tau_norm.yaml")}
+    bs = {"name": "bs", "label": "BS", "config": str(REPO / "configs/fashion_mnist_lt/balanced_softmax.yaml")}
+    suite = write_suite(tmp_path, seeds=[0], overrides=TINY + ["threads=1"], methods=[ce, tau, bs])
+    summary = run_bench(suite, jobs=2)
+    out = tmp_path / "out" / "runs" / "if10" / "seed0"
+    assert sorted(Path(p).name for p in summary["failed"]) == ["ce", "tau_norm"]
+    errors = {r["method"]: r["error"] for r in summary["runs"]}
+    assert "NonFiniteLossError" in errors["ce"] and "did not finish" in errors["tau_norm"]
+    assert json.loads((out / "bs" / "metrics.json").read_text())["finished"]
