@@ -257,6 +257,22 @@ def _stage1_missing(run: Run, runs: list[Run]) -> str | None:
     return None if stage1.status == "finished" else f"its stage-1 run {stage1.run_dir} did not finish"
 
 
+def _ready(run: Run, runs: list[Run], tag: str) -> bool:
+    """Whether ``run`` is to be executed now; otherwise it is settled here: skipped when its stage-1 run did not
+    finish, left alone when another process of the same suite finished it meanwhile."""
+    missing = _stage1_missing(run, runs)
+    if missing:
+        run.status, run.error = "failed", missing
+        console.print(f"{tag}: [red]skipped[/], {escape(run.error)}")
+        return False
+    run.status = check_existing(run)
+    if run.status == "finished":
+        console.print(f"{tag}: finished meanwhile by another process")
+        return False
+    console.print(f"{tag}: {'resuming' if run.status == 'partial' else 'running'} ...")
+    return True
+
+
 def _settle(run: Run, tag: str, result: Callable[[], dict], t0: float, durations: dict[str, list[float]]) -> dict | None:
     """Get the run's metrics from ``result`` (executing it, or a worker's future) and record the outcome on
     ``run``: finished (returns the metrics), skipped (another process holds it) or failed. A config mistake
@@ -288,16 +304,8 @@ def _run_all(suite: Suite, runs: list[Run], todo: list[Run], verbose: bool, afte
     start = time.perf_counter()
     for k, run in enumerate(todo, 1):
         tag = f"[{k}/{len(todo)}] IF {if_tag(run.imbalance_factor)} seed {run.seed} {run.method.name}"
-        missing = _stage1_missing(run, runs)
-        if missing:
-            run.status, run.error = "failed", missing
-            console.print(f"{tag}: [red]skipped[/], {escape(run.error)}")
+        if not _ready(run, runs, tag):
             continue
-        run.status = check_existing(run)  # another process of the same suite may have trained it meanwhile
-        if run.status == "finished":
-            console.print(f"{tag}: finished meanwhile by another process")
-            continue
-        console.print(f"{tag}: {'resuming' if run.status == 'partial' else 'running'} ...")
         t0 = time.perf_counter()
         try:
             metrics = _settle(run, tag, lambda: _execute(run, verbose), t0, durations)
@@ -334,22 +342,13 @@ def _run_parallel(suite: Suite, runs: list[Run], todo: list[Run], jobs: int, ver
                 for run in list(waiting):
                     if len(running) >= jobs:
                         break
-                    tag = tags[id(run)]
-                    stage1_coming = any(r.run_dir == run.stage1_dir for r in waiting) or any(
-                        r.run_dir == run.stage1_dir for r, _ in running.values())
-                    missing = _stage1_missing(run, runs)
-                    if missing and stage1_coming:
+                    stage1_coming = run.stage1_dir is not None and any(
+                        r.run_dir == run.stage1_dir for r in waiting + [r for r, _ in running.values()])
+                    if stage1_coming and _stage1_missing(run, runs):
                         continue  # its stage-1 run is queued or training: later
                     waiting.remove(run)
-                    if missing:
-                        run.status, run.error = "failed", missing
-                        console.print(f"{tag}: [red]skipped[/], {escape(run.error)}")
+                    if not _ready(run, runs, tags[id(run)]):
                         continue
-                    run.status = check_existing(run)
-                    if run.status == "finished":
-                        console.print(f"{tag}: finished meanwhile by another process")
-                        continue
-                    console.print(f"{tag}: {'resuming' if run.status == 'partial' else 'running'} ...")
                     running[pool.submit(_execute_in_worker, run, verbose, threads)] = (run, time.perf_counter())
                 if not running:
                     continue  # every waiting run was settled above

@@ -132,8 +132,7 @@ def print_table(summary: dict, seeds) -> None:
     for col in ("top-1", "many", "medium", "few", "ECE"):
         table.add_column(col, justify="right")
     for label, row in summary.items():
-        table.add_row(label, *(_cell({"mean": row[k]["mean"], "std": 0}) for k in ("mean_class", "many", "medium", "few",
-                                                                                  "ece")))
+        table.add_row(label, *(_cell(dict(row[k], std=0)) for k in ("mean_class", "many", "medium", "few", "ece")))
     console.print(table)
 
 
