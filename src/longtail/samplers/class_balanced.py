@@ -40,8 +40,9 @@ class ClassIndex:
         return self.order[self.starts[classes] + torch.minimum(offset, counts - 1)]
 
 
-class ClassBalancedSampler(ShardedSampler):
-    """Uniform over (non-empty) classes, then uniform within the class, with replacement.
+class ClassIndexSampler(ShardedSampler):
+    """A sampler that draws classes, then a uniform instance of each through a :class:`ClassIndex`;
+    subclasses choose how the classes are drawn (:meth:`global_indices`).
 
     Args:
         labels: (N,) training labels.
@@ -54,8 +55,15 @@ class ClassBalancedSampler(ShardedSampler):
         self.index = ClassIndex(labels)
         super().__init__(len(self.index.order), num_samples=num_samples, num_replicas=num_replicas, rank=rank,
                          seed=seed, drop_last=drop_last)
-        self.classes = torch.nonzero(self.index.counts).flatten()
+
+
+class ClassBalancedSampler(ClassIndexSampler):
+    """Uniform over (non-empty) classes, then uniform within the class, with replacement.
+
+    Args: see :class:`ClassIndexSampler`.
+    """
 
     def global_indices(self, generator: torch.Generator) -> Tensor:
-        picks = torch.randint(len(self.classes), (self.total,), generator=generator)
-        return self.index.sample(self.classes[picks], generator)
+        classes = torch.nonzero(self.index.counts).flatten()
+        picks = torch.randint(len(classes), (self.total,), generator=generator)
+        return self.index.sample(classes[picks], generator)

@@ -14,8 +14,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .base import ShardedSampler
-from .class_balanced import ClassIndex
+from .class_balanced import ClassIndexSampler
 
 
 def class_probabilities(class_counts: Sequence[int] | Tensor, q: float) -> Tensor:
@@ -27,21 +26,12 @@ def class_probabilities(class_counts: Sequence[int] | Tensor, q: float) -> Tenso
     return mass / mass.sum()
 
 
-class ClassProbabilitySampler(ShardedSampler):
+class ClassProbabilitySampler(ClassIndexSampler):
     """Draws a class from ``class_probabilities`` (rebuilt each epoch by :meth:`epoch_probabilities`),
     then a uniform instance of it, with replacement. Subclasses choose the class distribution.
 
-    Args:
-        labels: (N,) training labels.
-        num_samples: draws per epoch over all ranks (default N).
-        num_replicas, rank, seed, drop_last: see :class:`ShardedSampler`.
+    Args: see :class:`~longtail.samplers.class_balanced.ClassIndexSampler`.
     """
-
-    def __init__(self, labels: Sequence[int] | Tensor, *, num_samples: int | None = None, num_replicas: int = 1,
-                 rank: int = 0, seed: int = 0, drop_last: bool = False) -> None:
-        self.index = ClassIndex(labels)
-        super().__init__(len(self.index.order), num_samples=num_samples, num_replicas=num_replicas, rank=rank,
-                         seed=seed, drop_last=drop_last)
 
     def epoch_probabilities(self) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
