@@ -239,3 +239,18 @@ def test_ldam_runs_report_the_probabilities_their_loss_trains(tmp_path):
     assert abs(float(row[3]) - float((16 * z[0]).softmax(0).max())) < 1e-5
     assert main(["export", str(run), "--out", str(tmp_path / "exported")]) == 0
     assert json.loads((tmp_path / "exported" / "model.json").read_text())["probability_scale"] == 16.0
+    # post-hoc logit adjustment subtracts tau log p from the trained logits s z, not from the cosines z
+    # (that would be an s-times larger tau)
+    from pathlib import Path
+
+    repo = Path(__file__).parents[2]
+    assert main(["posthoc", str(repo / "configs/fashion_mnist_lt/posthoc_la.yaml"), f"from_run={run}",
+                 f"output_dir={tmp_path}", "name=la", "tau=1", "--quiet"]) == 0
+    adjusted = read_metrics(tmp_path / "la")
+    counts = torch.tensor(adjusted["class_counts"], dtype=torch.float64)
+    corrected = 16 * z - torch.log(counts / counts.sum())
+    predicted = corrected.argmax(1)
+    per_class = [float((predicted[y == c] == c).double().mean()) for c in range(len(counts))]
+    assert np.allclose(adjusted["test"]["per_class"], per_class)
+    assert abs(adjusted["test"]["ece"] - expected_calibration_error(corrected, y)) < 1e-6
+    assert abs(adjusted["test_plain"]["ece"] - metrics["test"]["ece"]) < 1e-6

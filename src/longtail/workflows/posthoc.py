@@ -54,12 +54,15 @@ def saved_logits(run_dir: Path, weights_epoch: int | None,
     return out[0], out[1]
 
 
-def _corrected_logits(method: str, head: nn.Module, feats: Tensor, counts: list[int], tau: float) -> Tensor:
+def _corrected_logits(method: str, head: nn.Module, feats: Tensor, counts: list[int], tau: float,
+                      scale: float) -> Tensor:
+    """The corrected model's logits on the scale its softmax is read at (``scale``: the stage-1 loss's
+    ``probability_scale``), so that logit adjustment subtracts tau log p from the logits the loss trained."""
     if method == "tau_norm":
-        return tau_norm_logits(feats, head.weight.detach().float().cpu(), tau)
+        return scale * tau_norm_logits(feats, head.weight.detach().float().cpu(), tau)
     with torch.no_grad():
         logits = head.cpu()(feats)
-    return posthoc_adjusted_logits(logits, counts, tau)
+    return posthoc_adjusted_logits(scale * logits, counts, tau)
 
 
 def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
@@ -85,11 +88,15 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
 
     start = time.perf_counter()
     counts = data.class_counts
+    # LDAM trains softmax(s z) on cosine logits z: its logits are s z, and tau log p is subtracted from those
+    # (from z it would act as an s-times larger tau). Every logit below is on that scale.
+    scale = build.probability_scale(train_cfg, data)
     weights_epoch = load_checkpoint(weights).get("epoch")
     saved = saved_logits(stage1_dir, weights_epoch) if cfg.method == "logit_adjust" else None
     features = saved_logits(stage1_dir, weights_epoch, "features") if saved is None else None
     if saved is not None:  # logit adjustment needs only the logits the run saved for these weights
         (val_logits, val_targets), (test_logits, test_targets) = saved
+        val_logits, test_logits = scale * val_logits, scale * test_logits
         corrected = {"val": lambda t: posthoc_adjusted_logits(val_logits, counts, t),
                      "test": lambda t: posthoc_adjusted_logits(test_logits, counts, t)}
         plain_logits = test_logits
@@ -101,19 +108,17 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
                                                       device)
             test_feats, test_targets = extract_features(
                 model.backbone, DataLoader(data.test, batch_size=cfg.eval_batch_size), device)
-        corrected = {"val": lambda t: _corrected_logits(cfg.method, head, val_feats, counts, t),
-                     "test": lambda t: _corrected_logits(cfg.method, head, test_feats, counts, t)}
+        corrected = {"val": lambda t: _corrected_logits(cfg.method, head, val_feats, counts, t, scale),
+                     "test": lambda t: _corrected_logits(cfg.method, head, test_feats, counts, t, scale)}
         with torch.no_grad():
-            plain_logits = head.cpu()(test_feats)
+            plain_logits = scale * head.cpu()(test_feats)
     grid = [cfg.tau] if cfg.tau is not None else tau_grid(cfg.tau_min, cfg.tau_max, cfg.tau_step)
     best, val_scores = select_tau(corrected["val"], val_targets, counts, grid)
     edge_note = tau_grid_edge_note(best, grid)
     many, few = train_cfg.many_threshold, train_cfg.few_threshold
 
-    scale = build.probability_scale(train_cfg, data)
-
     def test_metrics(logits: Tensor) -> dict:  # the corrected logits are the model's: their softmax is scored too (ECE)
-        return score_logits(logits, test_targets, counts, many=many, few=few, probability_scale=scale)
+        return score_logits(logits, test_targets, counts, many=many, few=few)
 
     test = test_metrics(corrected["test"](best))
     plain = test_metrics(plain_logits)
