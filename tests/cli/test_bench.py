@@ -115,6 +115,12 @@ def check_status_of_the_interrupted_suite(suite: Path, out: Path) -> None:
     assert by_run[1, "tau_norm"].state == "to run" and by_run[1, "tau_norm"].epochs is None
     assert by_run[1, "tau_norm"].note == "after ce" and by_run[0, "tau_norm"].note == ""
     assert math.isclose(left, 1 * ce1.seconds_per_epoch)  # one epoch left of the one unfinished training run
+    # the running suite's "about ... left" counts the same way, over the runs still ahead of it
+    from longtail.workflows.bench import _time_left
+
+    runs = [s.run for s in statuses]
+    assert math.isclose(_time_left(runs, [ce1.run, by_run[1, "tau_norm"].run]), left)
+    assert _time_left(runs, [by_run[1, "tau_norm"].run]) == 0  # a post-hoc run trains nothing
     lock = out / "runs/if10/seed1/ce/.lock"
     saved = lock.read_text()
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "state": "running"}))

@@ -273,7 +273,7 @@ def _ready(run: Run, runs: list[Run], tag: str) -> bool:
     return True
 
 
-def _settle(run: Run, tag: str, result: Callable[[], dict], t0: float, durations: dict[str, list[float]]) -> dict | None:
+def _settle(run: Run, tag: str, result: Callable[[], dict], t0: float) -> dict | None:
     """Get the run's metrics from ``result`` (executing it, or a worker's future) and record the outcome on
     ``run``: finished (returns the metrics), skipped (another process holds it) or failed. A config mistake
     is raised: every seed would hit it."""
@@ -289,7 +289,6 @@ def _settle(run: Run, tag: str, result: Callable[[], dict], t0: float, durations
         console.print(f"{tag}: [red]failed[/] ({escape(run.error)})")
         return None
     run.status, run.seconds = "finished", time.perf_counter() - t0
-    durations.setdefault(run.method.name, []).append(run.seconds)
     return metrics
 
 
@@ -300,7 +299,6 @@ def _say_done(tag: str, run: Run, metrics: dict, start: float, remaining: float)
 
 
 def _run_all(suite: Suite, runs: list[Run], todo: list[Run], verbose: bool, after_run) -> None:
-    durations: dict[str, list[float]] = {}
     start = time.perf_counter()
     for k, run in enumerate(todo, 1):
         tag = f"[{k}/{len(todo)}] IF {if_tag(run.imbalance_factor)} seed {run.seed} {run.method.name}"
@@ -308,14 +306,13 @@ def _run_all(suite: Suite, runs: list[Run], todo: list[Run], verbose: bool, afte
             continue
         t0 = time.perf_counter()
         try:
-            metrics = _settle(run, tag, lambda: _execute(run, verbose), t0, durations)
+            metrics = _settle(run, tag, lambda: _execute(run, verbose), t0)
         except KeyboardInterrupt:
             _write_report(suite, runs, plots=False)
             console.print("interrupted: finished runs are kept; run the same command again to continue")
             raise
         if metrics is not None:
-            remaining = sum(_estimate(r, durations) for r in todo[k:] if r.status != "finished")
-            _say_done(tag, run, metrics, start, remaining)
+            _say_done(tag, run, metrics, start, _time_left(runs, todo[k:]))
         _write_report(suite, runs, plots=False)
         if after_run is not None:
             after_run(run)
@@ -328,7 +325,6 @@ def _run_parallel(suite: Suite, runs: list[Run], todo: list[Run], jobs: int, ver
     import concurrent.futures as cf
     import multiprocessing
 
-    durations: dict[str, list[float]] = {}
     start = time.perf_counter()
     threads = max(1, (os.cpu_count() or 1) // jobs)  # for runs whose config leaves the thread count open
     waiting = list(todo)
@@ -355,10 +351,10 @@ def _run_parallel(suite: Suite, runs: list[Run], todo: list[Run], jobs: int, ver
                 done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for future in done:
                     run, t0 = running.pop(future)
-                    metrics = _settle(run, tags[id(run)], future.result, t0, durations)
+                    metrics = _settle(run, tags[id(run)], future.result, t0)
                     if metrics is not None:
-                        left = [r for r in waiting if r.status != "finished"] + [r for r, _ in running.values()]
-                        _say_done(tags[id(run)], run, metrics, start, sum(_estimate(r, durations) for r in left) / jobs)
+                        left = waiting + [r for r, _ in running.values()]
+                        _say_done(tags[id(run)], run, metrics, start, _time_left(runs, left) / jobs)
                     _write_report(suite, runs, plots=False)
                     if after_run is not None:
                         after_run(run)
@@ -371,10 +367,10 @@ def _run_parallel(suite: Suite, runs: list[Run], todo: list[Run], jobs: int, ver
             raise
 
 
-def _estimate(run: Run, durations: dict[str, list[float]]) -> float:
-    """Seconds a run will take: the mean of the same method's runs so far, else of all runs so far."""
-    same = durations.get(run.method.name)
-    if same:
-        return sum(same) / len(same)
-    every = [s for v in durations.values() for s in v]
-    return sum(every) / len(every) if every else 0.0
+def _time_left(runs: list[Run], left: list[Run]) -> float:
+    """Training seconds the runs in ``left`` still need, one process, estimated as `--status` does: each one's
+    remaining epochs (a resumed or running run counts from its checkpoint) times its own recorded seconds per
+    epoch, else its method's, else the suite's, from every run of the suite finished so far."""
+    from .bench_status import estimate_seconds_left, run_status  # bench_status builds on this module
+
+    return estimate_seconds_left([run_status(r) for r in runs], among={r.run_dir for r in left})

@@ -69,9 +69,10 @@ def run_status(run: Run) -> RunStatus:
     return status
 
 
-def estimate_seconds_left(statuses: list[RunStatus]) -> float:
+def estimate_seconds_left(statuses: list[RunStatus], among: set[Path] | None = None) -> float:
     """Training seconds left, one process: each unfinished run's remaining epochs times its own seconds per
-    epoch, else the mean of its method's runs, else of all runs (post-hoc runs count as nothing)."""
+    epoch, else the mean of its method's runs, else of all runs (post-hoc runs count as nothing). ``among``:
+    the run directories to count (default all); the speeds come from every run either way."""
     by_method: dict[str, list[float]] = {}
     for s in statuses:
         if s.seconds_per_epoch is not None:
@@ -79,7 +80,7 @@ def estimate_seconds_left(statuses: list[RunStatus]) -> float:
     every = [v for values in by_method.values() for v in values]
     left = 0.0
     for s in statuses:
-        if s.state in ("finished", "other settings") or s.epochs is None:
+        if s.state in ("finished", "other settings") or s.epochs is None or (among is not None and s.run.run_dir not in among):
             continue
         per_epoch = s.seconds_per_epoch or (statistics.fmean(by_method[s.run.method.name])
                                             if s.run.method.name in by_method else
