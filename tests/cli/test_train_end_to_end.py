@@ -137,6 +137,20 @@ def test_overrides_may_follow_options(tmp_path, capsys):
     assert "unrecognized arguments: stray" in capsys.readouterr().err
 
 
+def test_overrides_may_follow_a_list_of_seeds_or_imbalance_factors():
+    """`bench SUITE --seeds 0 1 lr=0.1`: argparse alone would read lr=0.1 as a seed and fail."""
+    from longtail.cli.main import parse_args
+
+    args = parse_args(["bench", "suite.yaml", "--imbalance-factors", "100", "200", "threads=1", "lr=0.1",
+                       "--seeds", "0", "data_root=x.tar"])
+    assert args.imbalance_factors == [100, 200] and args.seeds == [0]
+    assert args.suite == "suite.yaml" and args.overrides == ["threads=1", "lr=0.1", "data_root=x.tar"]
+    args = parse_args(["demo", "--seeds", "1", "2", "threads=1"])
+    assert args.seeds == [1, 2] and args.overrides == ["threads=1"]
+    with pytest.raises(SystemExit):  # a word that is neither a number nor key=value stays an error
+        parse_args(["bench", "suite.yaml", "--seeds", "0", "one"])
+
+
 def test_a_key_typo_names_the_command_that_lists_the_keys(capsys):
     assert main(["detect", "train", "hed=bags"]) == 2
     assert "Did you mean 'head'? Run `longtail detect train --list-keys`" in capsys.readouterr().err

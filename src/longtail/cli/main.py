@@ -191,10 +191,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NUMBER_LISTS = ("--seeds", "--imbalance-factors")  # options taking one or more numbers
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
+def overrides_out_of_number_lists(argv: list[str]) -> list[str]:
+    """``bench SUITE --seeds 0 1 lr=0.1``: argparse would read ``lr=0.1`` as a third seed and fail; the key=value
+    words that follow a number list are moved in front of the first such option, where they are overrides."""
+    words, moved, first = [], [], None
+    i = 0
+    while i < len(argv):
+        words.append(argv[i])
+        if argv[i] in NUMBER_LISTS:
+            first = len(words) - 1 if first is None else first
+            i += 1
+            while i < len(argv) and _is_number(argv[i]):
+                words.append(argv[i])
+                i += 1
+            while i < len(argv) and "=" in argv[i] and not argv[i].startswith("-"):
+                moved.append(argv[i])
+                i += 1
+            continue
+        i += 1
+    return words if first is None else words[:first] + moved + words[first:]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """argparse stops collecting positionals at the first option, so in ``train CONFIG --resume
     epochs=5`` the override would be "unrecognized"; key=value words left over are overrides too."""
     parser = build_parser()
+    argv = overrides_out_of_number_lists(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
     if extra:
         if any(a.startswith("-") or "=" not in a for a in extra) or not isinstance(getattr(args, "overrides", None), list):
