@@ -34,7 +34,7 @@ def run_example(code: str, folder: Path, *command: str) -> str:
 
 
 def test_the_documented_examples_are_found():
-    assert len(examples()) == 4, list(examples())
+    assert len(examples()) == 5, list(examples())
 
 
 def test_decoupled_balms_on_your_own_model(tmp_path):
@@ -49,6 +49,16 @@ def test_mixing_with_a_long_tail_loss(tmp_path):
     out = run_example(examples()["Mixup, CutMix or ReMix with a long-tail loss in your own loop"], tmp_path)
     sums = json.loads(re.search(r"soft targets sum to (\[.*?\])", out).group(1))
     assert sums == [1.0, 1.0, 1.0] and float(out.split("loss")[-1]) > 0
+
+
+def test_your_own_sampler(tmp_path):
+    """The subclass's class frequencies follow n_j^q with q = 1/2 at epoch 0 and q = 0.05 at epoch 9 of 10."""
+    out = run_example(examples()["Your own sampler: a class distribution of your choice per epoch"], tmp_path)
+    counts = [500, 50, 5]
+    for epoch, q in ((0, 0.5), (9, 0.05)):
+        measured = json.loads(re.search(rf"epoch {epoch} class frequencies (\[.*?\])", out).group(1))
+        expected = [n ** q / sum(m ** q for m in counts) for n in counts]
+        assert all(abs(a - b) < 0.02 for a, b in zip(measured, expected)), (epoch, measured, expected)
 
 
 @pytest.mark.slow
