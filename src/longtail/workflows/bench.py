@@ -23,41 +23,34 @@ After each run the results table (results.md / .csv / .json) and plots are rewri
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import yaml
 from rich.markup import escape
 
 from ..config import (
     ConfigError,
     PosthocConfig,
     TrainConfig,
-    changed_settings,
     load_config,
     parse_overrides,
     read_yaml_mapping,
-    to_dict,
 )
 from ..engine import NonFiniteLossError
 from ..engine.distributed import launched_rank
 from ..engine.run_dir import RunDirInUseError
-from ..engine.trainer import CHECKPOINT_FILE, METRICS_FILE
 from . import bench_report
 from .output import duration, make_console, percent
 from .posthoc import run_posthoc
+from .run_state import check_existing, estimate_seconds_left, run_status
 from .suite import MethodSpec, Run, Suite, if_tag
 from .train import run_training
 
 console = make_console(soft_wrap=True)  # no hard wraps inside paths
 SUITE_KEYS = ("name", "title", "output_dir", "imbalance_factors", "seeds", "overrides", "methods")
 METHOD_KEYS = ("name", "label", "config", "posthoc", "from", "overrides", "seeds")
-# a finished run is reused when its settings differ only in keys that do not change what is computed (its
-# config class's NOT_COMPUTED_KEYS), or in the stage-1 path (it moves with the output directory)
-STAGE1_PATH_KEYS = ("init_from", "from_run")
 
 
 def _strings(value: Any, what: str) -> tuple[str, ...]:
@@ -164,27 +157,6 @@ def _load(cls, config: Path, overrides: list[str], where: str):
         return load_config(cls, config, overrides)
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
-
-
-def check_existing(run: Run) -> str:
-    """'finished', 'partial' (a checkpoint to resume) or 'pending'. A run made with other settings
-    is an error: the suite never mixes results of different configs silently."""
-    saved_path = run.run_dir / "config.yaml"
-    if saved_path.is_file():
-        saved = yaml.safe_load(saved_path.read_text()) or {}
-        current = to_dict(run.config)
-        diff = changed_settings(saved, current, type(run.config).NOT_COMPUTED_KEYS + STAGE1_PATH_KEYS)
-        if diff:
-            raise ConfigError(f"{run.run_dir} was made with other settings ({diff}). Delete that run directory to "
-                              f"redo it with the suite's settings, or give the bench another --output-dir")
-    metrics_path = run.run_dir / METRICS_FILE
-    if metrics_path.is_file():
-        try:
-            if json.loads(metrics_path.read_text()).get("finished"):
-                return "finished"
-        except json.JSONDecodeError:
-            pass  # a torn file from a kill: the run is redone or resumed
-    return "partial" if (run.run_dir / CHECKPOINT_FILE).is_file() else "pending"
 
 
 def _execute(run: Run, verbose: bool) -> dict:
@@ -371,6 +343,4 @@ def _time_left(runs: list[Run], left: list[Run]) -> float:
     """Training seconds the runs in ``left`` still need, one process, estimated as `--status` does: each one's
     remaining epochs (a resumed or running run counts from its checkpoint) times its own recorded seconds per
     epoch, else its method's, else the suite's, from every run of the suite finished so far."""
-    from .bench_status import estimate_seconds_left, run_status  # bench_status builds on this module
-
     return estimate_seconds_left([run_status(r) for r in runs], among={r.run_dir for r in left})
