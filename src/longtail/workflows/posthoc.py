@@ -54,17 +54,6 @@ def saved_logits(run_dir: Path, weights_epoch: int | None,
     return out[0], out[1]
 
 
-def _corrected_logits(method: str, head: nn.Module, feats: Tensor, counts: list[int], tau: float,
-                      scale: float) -> Tensor:
-    """The corrected model's logits on the scale its softmax is read at (``scale``: the stage-1 loss's
-    ``probability_scale``), so that logit adjustment subtracts tau log p from the logits the loss trained."""
-    if method == "tau_norm":
-        return scale * tau_norm_logits(feats, head.weight.detach().float().cpu(), tau)
-    with torch.no_grad():
-        logits = head.cpu()(feats)
-    return posthoc_adjusted_logits(scale * logits, counts, tau)
-
-
 def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
     """Apply ``cfg.method`` to ``cfg.from_run``; returns the metrics dict (also in metrics.json)."""
     if cfg.method not in METHODS:
@@ -96,10 +85,6 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
     features = saved_logits(stage1_dir, weights_epoch, "features") if saved is None else None
     if saved is not None:  # logit adjustment needs only the logits the run saved for these weights
         (val_logits, val_targets), (test_logits, test_targets) = saved
-        val_logits, test_logits = scale * val_logits, scale * test_logits
-        corrected = {"val": lambda t: posthoc_adjusted_logits(val_logits, counts, t),
-                     "test": lambda t: posthoc_adjusted_logits(test_logits, counts, t)}
-        plain_logits = test_logits
     else:
         if features is not None:  # tau-norm (and LA without saved logits) from the features `longtail eval` saved
             (val_feats, val_targets), (test_feats, test_targets) = features
@@ -108,10 +93,17 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
                                                       device)
             test_feats, test_targets = extract_features(
                 model.backbone, DataLoader(data.test, batch_size=cfg.eval_batch_size), device)
-        corrected = {"val": lambda t: _corrected_logits(cfg.method, head, val_feats, counts, t, scale),
-                     "test": lambda t: _corrected_logits(cfg.method, head, test_feats, counts, t, scale)}
         with torch.no_grad():
-            plain_logits = scale * head.cpu()(test_feats)
+            val_logits, test_logits = head.cpu()(val_feats), head.cpu()(test_feats)
+    val_logits, test_logits = scale * val_logits, scale * test_logits
+    if cfg.method == "tau_norm":
+        weight = head.weight.detach().float().cpu()
+        corrected = {"val": lambda t: scale * tau_norm_logits(val_feats, weight, t),
+                     "test": lambda t: scale * tau_norm_logits(test_feats, weight, t)}
+    else:
+        corrected = {"val": lambda t: posthoc_adjusted_logits(val_logits, counts, t),
+                     "test": lambda t: posthoc_adjusted_logits(test_logits, counts, t)}
+    plain_logits = test_logits
     grid = [cfg.tau] if cfg.tau is not None else tau_grid(cfg.tau_min, cfg.tau_max, cfg.tau_step)
     best, val_scores = select_tau(corrected["val"], val_targets, counts, grid)
     edge_note = tau_grid_edge_note(best, grid)
