@@ -135,6 +135,8 @@ def test_cli_report_only_and_changed_settings_are_refused(tmp_path, capsys):
     assert "1 to run" in capsys.readouterr().out
     assert main(["bench", str(suite), "--report-only"]) == 0
     assert "1 finished earlier, 0 to run" in capsys.readouterr().out
+    assert main(["bench", str(suite), "--status"]) == 0
+    assert "1 finished of 1 runs; nothing left to train" in " ".join(capsys.readouterr().out.split())
     # the same suite with another lr would mix results of different settings: refused before running
     assert main(["bench", str(suite), "lr=0.01"]) == 2
     err = capsys.readouterr().err
