@@ -49,10 +49,11 @@ def print_status(suite_path: str | Path, *, output_dir: str | None = None, overr
     console.print(table)
     counts = {state: sum(s.state == state for s in statuses)
               for state in ("finished", "running", "interrupted", "to run", "other settings")}
-    known = any(s.seconds_per_epoch is not None for s in statuses)
-    unfinished = any(s.state not in ("finished", "other settings") for s in statuses)
-    time_left = ("nothing left to train" if not unfinished else
-                 f"about {duration(left)} of training left for one process (from the seconds per epoch recorded "
-                 f"so far)" if known else "no run has recorded its speed yet, so no estimate of the time left")
+    if not (counts["running"] or counts["interrupted"] or counts["to run"]):
+        time_left = "nothing left to train"
+    elif any(s.seconds_per_epoch is not None for s in statuses):
+        time_left = f"about {duration(left)} of training left for one process (from the seconds per epoch recorded so far)"
+    else:
+        time_left = "no run has recorded its speed yet, so no estimate of the time left"
     console.print(", ".join(f"{n} {state}" for state, n in counts.items() if n) + f" of {len(statuses)} runs; {time_left}")
     return statuses
