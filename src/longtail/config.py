@@ -77,6 +77,9 @@ class TrainConfig:
     backbone_weight_decay: Optional[float] = None  # a separate weight decay for the backbone
     warmup_epochs: float = 0.0
     warmup_start_factor: float = 0.5
+    lr_schedule: str = "cosine"  # cosine: after the warm-up, cosine to 0 (BALMS) | step: x lr_gamma at each of lr_milestones
+    lr_milestones: list = field(default_factory=list)  # epochs from which lr_schedule: step multiplies the lr by lr_gamma
+    lr_gamma: float = 0.1  # lr_schedule: step's factor per milestone (LDAM-DRW CIFAR code: 0.01 at [160, 180])
     max_grad_norm: Optional[float] = None
     # --- evaluation ---
     select_on: str = "val"  # val: keep the checkpoint with best val mean per-class accuracy; last: the last epoch

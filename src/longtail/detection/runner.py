@@ -24,7 +24,7 @@ from ..engine import distributed as dist_utils
 from ..engine.checkpoint import save_checkpoint
 from ..engine.hooks import Hook
 from ..engine.run_dir import RunDirectory
-from ..engine.schedule import StepWarmup
+from ..engine.schedule import warmup_step
 from ..engine.trainer import seed_everything, write_json_atomic
 from ..samplers.base import RandomSampler, SequentialShardSampler
 from ..samplers.repeat_factor import RepeatFactorSampler
@@ -136,8 +136,7 @@ def training_parts(model: nn.Module, train_set: LvisDetection, *, lr: float, mom
     loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                         collate_fn=collate_detection)
     steps_per_epoch = math.ceil(len(sampler) / batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, StepWarmup([int(e) * steps_per_epoch for e in lr_steps], warmup_iters))
+    scheduler = warmup_step(optimizer, [int(e) * steps_per_epoch for e in lr_steps], warmup_iters)
     trained = model
     if dist.distributed and not decoupled:
         # every parameter of the torchvision detectors gets a gradient each step (checked for every head):

@@ -1,5 +1,5 @@
-"""Learning-rate schedules, per iteration: the BALMS recipes' linear warm-up then cosine decay to 0, and the
-detection recipes' (BAGS, mmdetection 1x) linear warm-up then steps of 0.1."""
+"""Learning-rate schedules, per iteration: the BALMS recipes' linear warm-up then cosine decay to 0, and linear
+warm-up then steps (the detection recipes' (BAGS, mmdetection 1x) x0.1, the LDAM-DRW CIFAR code's x0.01)."""
 
 from __future__ import annotations
 
@@ -29,13 +29,19 @@ def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0,
     return LambdaLR(optimizer, WarmupCosine(total_steps, warmup_steps, start_factor))
 
 
-class StepWarmup:
-    """lr factor at iteration t: linear warm-up from 0.001 over ``warmup`` iterations, times 0.1 for
-    each entry of ``steps`` (in iterations) already passed. A callable object so it pickles."""
+class WarmupStep:
+    """lr factor at iteration t: linear from ``start_factor`` to 1 over ``warmup`` iterations, times ``gamma``
+    for each of ``milestones`` (iterations) already reached. A callable object so it pickles. The detection
+    recipes use the defaults (from 0.001, x0.1); the LDAM-DRW CIFAR code x0.01 at epochs 160 and 180."""
 
-    def __init__(self, steps: list[int], warmup: int) -> None:
-        self.steps, self.warmup = sorted(steps), warmup
+    def __init__(self, milestones: list[int], warmup: int = 0, start_factor: float = 0.001, gamma: float = 0.1) -> None:
+        self.milestones, self.warmup, self.start_factor, self.gamma = sorted(milestones), warmup, start_factor, gamma
 
     def __call__(self, t: int) -> float:
-        warm = 0.001 + (1 - 0.001) * t / self.warmup if t < self.warmup else 1.0
-        return warm * 0.1 ** sum(t >= s for s in self.steps)
+        warm = self.start_factor + (1 - self.start_factor) * t / self.warmup if t < self.warmup else 1.0
+        return warm * self.gamma ** sum(t >= m for m in self.milestones)
+
+
+def warmup_step(optimizer: Optimizer, milestones: list[int], warmup_steps: int = 0, start_factor: float = 0.001,
+                gamma: float = 0.1) -> LambdaLR:
+    return LambdaLR(optimizer, WarmupStep(milestones, warmup_steps, start_factor, gamma))

@@ -12,6 +12,7 @@ from ..config import ConfigError, TrainConfig
 from ..data import LongTailedData, build_dataset, loaders
 from ..data.mixing import batch_mixer
 from ..engine.distributed import DistInfo
+from ..engine.schedule import warmup_cosine, warmup_step
 from ..losses import LOSSES, create_loss
 from ..models import create_model, model_factory
 from ..models.heads import create_head
@@ -140,6 +141,41 @@ def build_optimizer(cfg: TrainConfig, trained: torch.nn.Module, *, stage2: bool 
         return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                            nesterov=cfg.nesterov)
+
+
+LR_SCHEDULES = ("cosine", "step")
+
+
+def check_schedule(cfg: TrainConfig) -> None:
+    """The lr-schedule keys, checked before any data is built (a clear error names the key and a fix)."""
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
+    if cfg.lr_schedule == "cosine":
+        if cfg.lr_milestones:
+            raise ConfigError(f"lr_milestones {cfg.lr_milestones} are the steps of lr_schedule: step, and this run's "
+                              "schedule is cosine: set lr_schedule=step, or remove lr_milestones")
+        return
+    milestones = cfg.lr_milestones
+    if (not milestones or not all(isinstance(m, int) and not isinstance(m, bool) for m in milestones)
+            or sorted(set(milestones)) != milestones or not cfg.warmup_epochs <= milestones[0] <= milestones[-1] < cfg.epochs):
+        raise ConfigError(f"lr_schedule: step needs lr_milestones, increasing whole epochs from the end of the warm-up "
+                          f"({cfg.warmup_epochs}) to before the last epoch ({cfg.epochs}), got {milestones!r}: e.g. the "
+                          "LDAM-DRW code's lr_milestones=[160, 180] lr_gamma=0.01 with epochs=200")
+    if not 0 < cfg.lr_gamma <= 1:
+        raise ConfigError(f"lr_gamma must lie in (0, 1] (the lr's factor at each milestone), got {cfg.lr_gamma}")
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer,
+                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-iteration schedule: ``warmup_epochs`` of linear warm-up from ``warmup_start_factor`` x lr, then
+    cosine to 0 (``lr_schedule: cosine``, the BALMS recipes) or constant with x ``lr_gamma`` from each epoch of
+    ``lr_milestones`` on (``step``; the LDAM-DRW CIFAR code: 0.01 at [160, 180])."""
+    check_schedule(cfg)
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.lr_schedule == "cosine":
+        return warmup_cosine(optimizer, cfg.epochs * steps_per_epoch, warmup, cfg.warmup_start_factor)
+    return warmup_step(optimizer, [m * steps_per_epoch for m in cfg.lr_milestones], warmup, cfg.warmup_start_factor,
+                       cfg.lr_gamma)
 
 
 def build_mixer(cfg: TrainConfig, data: LongTailedData):

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..config import ConfigError, TrainConfig, changed_settings, to_dict
 from ..engine import distributed as dist_utils
-from ..engine import load_checkpoint, warmup_cosine
+from ..engine import load_checkpoint
 from ..engine.loop import compile_in_place
 from ..engine.run_dir import RunDirectory
 from ..engine.run_dir import claimed_run_dir as _claimed
@@ -92,6 +92,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
     if not 0 <= cfg.warmup_epochs <= cfg.epochs:
         raise ConfigError(f"warmup_epochs must lie in [0, epochs = {cfg.epochs}], got {cfg.warmup_epochs}: "
                           f"pass a shorter warm-up with the shorter schedule, e.g. warmup_epochs=0")
+    build.check_schedule(cfg)
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
     if cfg.eval_every < 1:
@@ -129,9 +130,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
     if cfg.compile:  # compiling in place keeps the parameters (and their state-dict keys)
         example = data.train[0][0][None].to(info.device, memory_format=memory_format)
         compile_in_place(model, example, log=lambda text: say(f"[yellow]{escape(text)}[/]"))
-    steps_per_epoch = len(loader)
-    scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch),
-                              cfg.warmup_start_factor)
+    scheduler = build.build_scheduler(cfg, optimizer, len(loader))
     if stage2 and stage2.meta is not None and not hasattr(loss_fn, "per_sample"):
         raise ConfigError(f"the Meta Sampler weights per-sample losses, and loss {cfg.loss} has no "
                           "per_sample(logits, target); use loss: balanced_softmax (BALMS) or ce")
