@@ -163,6 +163,35 @@ def run(data: Path, n_max: int, seeds: list[int], config: str, out: Path | None,
     spread = f" (sd {np.std(diffs, ddof=1):.2f})" if len(diffs) > 1 else ""
     print(f"mean JPEG - originals: {np.mean(diffs):+.2f}{spread} over {len(diffs)} seed(s)")
 
+    # which half of the cost is training and which is testing: each model on the other test set too
+    print("\neach model on both test sets (mean per-class accuracy): trained on -> tested on originals / JPEG copy")
+    for seed in seeds:
+        row = []
+        for source in ("originals", "jpeg_copy"):
+            scores = [test_on(out / f"seed{seed}" / source, data / f"{tested}.tar") for tested in ("originals", "jpeg_copy")]
+            row.append(f"{source}: {scores[0]:.2f} / {scores[1]:.2f}")
+        print(f"{seed:>4}   " + "   ".join(row))
+
+
+def test_on(run_dir: Path, data_root: Path) -> float:
+    """Mean per-class accuracy (%) of a run's selected weights on the test images of ``data_root``."""
+    import torch
+
+    from longtail.engine import distributed, load_checkpoint, predict
+    from longtail.evaluation import score_logits
+    from longtail.workflows import build
+    from longtail.workflows.evaluate import load_run_config
+
+    torch.set_num_threads(1)
+    cfg = load_run_config(run_dir)
+    cfg.data_root, cfg.device = str(data_root), "cpu"
+    info = distributed.setup("cpu")
+    data = build.build_data(cfg)
+    model = build.build_model(cfg, data)
+    model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
+    logits, targets = predict(model, build.eval_loader(data.test, cfg, info), info.device)
+    return 100 * score_logits(logits, targets, data.class_counts, cfg.many_threshold, cfg.few_threshold)["mean_class"]
+
 
 def main() -> None:
     args = parse_args()

@@ -121,6 +121,11 @@ def test_run_trains_on_both_and_prints_the_paired_table(tmp_path):
         metrics = json.loads((runs / source / "metrics.json").read_text())
         assert metrics["finished"] and metrics["class_counts"][0] == 20
         accuracy[source] = 100 * metrics["test"]["mean_class"]
-    row = next(line.split() for line in proc.stdout.splitlines() if line.split()[:1] == ["0"])
-    assert [float(x) for x in row[1:4]] == pytest.approx(
+    paired, crossed = [line.split() for line in proc.stdout.splitlines() if line.split()[:1] == ["0"]]
+    assert [float(x) for x in paired[1:4]] == pytest.approx(
         [accuracy["originals"], accuracy["jpeg_copy"], accuracy["jpeg_copy"] - accuracy["originals"]], abs=0.006)
+    # each model on both test sets: on its own test set, the figure its run reported
+    assert crossed[1] == "originals:" and crossed[5] == "jpeg_copy:"
+    assert float(crossed[2]) == pytest.approx(accuracy["originals"], abs=0.006)
+    assert float(crossed[8]) == pytest.approx(accuracy["jpeg_copy"], abs=0.006)
+    assert 0 <= float(crossed[4]) <= 100 and 0 <= float(crossed[6]) <= 100
