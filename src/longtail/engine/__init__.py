@@ -21,7 +21,6 @@ from .trainer import Trainer
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "NonFiniteLossError", "evaluate", "predict",
            "train_one_epoch", "WarmupCosine", "warmup_cosine", "WarmupStep", "warmup_step", "BackboneFeatureLoader",
-           "CachedFeatureLoader",
-           "FeatureCache", "ImageFetcher", "MetaFeatureLoader", "extract_features", "intra_op_threads", "MetaStepHook",
-           "meta_gradient", "sgd_lookahead", "sgd_lookahead_of", "Hook", "DecoupledStage2", "Stage2Options", "decoupled_stage2",
-           "Trainer"]
+           "CachedFeatureLoader", "FeatureCache", "ImageFetcher", "MetaFeatureLoader", "extract_features",
+           "intra_op_threads", "MetaStepHook", "meta_gradient", "sgd_lookahead", "sgd_lookahead_of", "Hook",
+           "DecoupledStage2", "Stage2Options", "decoupled_stage2", "Trainer"]
