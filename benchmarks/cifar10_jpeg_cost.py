@@ -26,13 +26,14 @@ import pickletools
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
 
+from longtail.data.cifar_images import CIFAR10_CLASSES as CLASSES
+
 REPO = Path(__file__).resolve().parents[1]
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 IMAGE_BYTES = 3 * 32 * 32
 MIN_PSNR = 20.0  # a q75 JPEG of the right image sits near 30 dB; another image is near 10-15 dB
@@ -89,8 +90,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def pack(batches: Path, jpeg_copy: Path, out: Path) -> None:
     with tarfile.open(jpeg_copy) as tar:
-        copy = {m.name.split("/", 1)[-1] if not m.name.startswith(("train/", "test/")) else m.name: m
-                for m in tar.getmembers() if m.isfile()}
+        # split/class/file, whatever folder the copy's tree sits in
+        copy = {"/".join(PurePosixPath(m.name).parts[-3:]): m for m in tar.getmembers() if m.isfile()}
         out.mkdir(parents=True, exist_ok=True)
         stats = {}
         with tarfile.open(out / "originals.tar", "w") as orig_tar, tarfile.open(out / "jpeg_copy.tar", "w") as jpeg_tar:

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from helpers.runs import subprocess_env
+from longtail.data.cifar_images import CIFAR10_CLASSES as CLASSES
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "cifar10_jpeg_cost.py"
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def cifar_batch_bytes(labels: list[int], images: np.ndarray) -> bytes:
