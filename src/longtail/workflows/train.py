@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..config import ConfigError, TrainConfig, changed_settings, to_dict
 from ..engine import distributed as dist_utils
 from ..engine import load_checkpoint
+from ..engine.hooks import Hook
 from ..engine.loop import compile_in_place
 from ..engine.run_dir import RunDirectory
 from ..engine.run_dir import claimed_run_dir as _claimed
@@ -78,13 +80,17 @@ def _progress(description: str, total: int):
         yield lambda step, stats: bar.update(task, advance=1, loss=stats["loss"])
 
 
-def run_training(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:
-    """Train, select on validation, test; returns the final metrics dict (also in metrics.json)."""
+def run_training(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, quiet: bool = False,
+                 hooks: Sequence[Hook] = ()) -> dict:
+    """Train, select on validation, test; returns the final metrics dict (also in metrics.json). ``hooks``: your
+    own :class:`~longtail.engine.Hook`\\ s, called after the method's own (their ``state_dict`` is checkpointed,
+    so ``resume=True`` needs the same hooks in the same order)."""
     info = dist_utils.setup(cfg.device)  # the group is left at process exit (see setup)
-    return _run(cfg, info, resume=resume, overwrite=overwrite, quiet=quiet)
+    return _run(cfg, info, resume=resume, overwrite=overwrite, quiet=quiet, hooks=hooks)
 
 
-def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite: bool, quiet: bool) -> dict:
+def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite: bool, quiet: bool,
+         hooks: Sequence[Hook]) -> dict:
     if cfg.select_on not in SELECT_ON:
         raise ConfigError(f"select_on must be 'val' or 'last', got {cfg.select_on!r} (selecting on test is not offered)")
     if cfg.epochs < 1:
@@ -140,7 +146,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
     directory = RunDirectory(run_dir, RUN_FILES, CHECKPOINT_FILE)
     with claimed_run_dir(directory, info, resume=resume, overwrite=overwrite, say=say) as can_resume:
         trainer = Trainer(model, loader, loss_fn, optimizer, scheduler=scheduler, sampler=sampler, trained=trained,
-                          val_model=val_model, val_loader=val_loader, hooks=[stage2] if stage2 else [], dist=info,
+                          val_model=val_model, val_loader=val_loader, hooks=[*([stage2] if stage2 else []), *hooks], dist=info,
                           epochs=cfg.epochs, class_counts=data.class_counts, class_names=data.class_names,
                           seed=cfg.seed, eval_every=cfg.eval_every, select_on=cfg.select_on,
                           many=cfg.many_threshold, few=cfg.few_threshold, channels_last=cfg.channels_last,
