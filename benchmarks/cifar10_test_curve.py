@@ -90,4 +90,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, OSError, RuntimeError) as err:  # a config, data or run-directory problem: its message
+        raise SystemExit(f"error: {err}") from None
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted; the last complete checkpoint is kept (continue with --resume)") from None
