@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.runs import TINY, load_weights, read_metrics, run_longtail, subprocess_env
+from helpers.runs import TINY, assert_same_weights, load_weights, read_metrics, run_longtail, subprocess_env
 from longtail.config import TrainConfig, load_config
 from longtail.engine import Hook, distributed
 from longtail.workflows import build
@@ -39,8 +39,7 @@ def test_scores_every_epoch_from_the_given_one_and_trains_as_longtail_train_does
     # scoring the test set between epochs changes nothing about training: same weights, history and test figures
     assert without_test_scores(curve) == without_test_scores(reference)
     for name in ("best.pt", "checkpoint.pt"):
-        a, b = load_weights(tmp_path / "curve" / name), load_weights(tmp_path / "plain" / name)
-        assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), name
+        assert_same_weights(load_weights(tmp_path / "curve" / name), load_weights(tmp_path / "plain" / name))
     # the last scored epoch is the run's own (last-epoch) test figure
     assert curve["history"][-1]["test_mean_class"] == pytest.approx(curve["test"]["mean_class"])
 
