@@ -47,13 +47,14 @@ class UsageError(Exception):
 
 
 # ----------------------------------------------------------------------------------------------------- data
-def read_split(data: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (N, 32, 32, 3) images and int64 labels, in (class, file name) order."""
-    found: dict[tuple[int, str], bytes] = {}
+def read_splits(data: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per split ("train", "test"): uint8 (N, 32, 32, 3) images and int64 labels, in (class, file name) order,
+    from one pass over the tar or folder."""
+    found: dict[str, dict[tuple[int, str], bytes]] = {"train": {}, "test": {}}
 
     def take(parts: tuple[str, ...], read) -> None:
-        if len(parts) >= 3 and parts[-3] == split and parts[-2] in CLASSES and parts[-1].lower().endswith((".jpg", ".png")):
-            found[(CLASSES.index(parts[-2]), parts[-1])] = read()
+        if len(parts) >= 3 and parts[-3] in found and parts[-2] in CLASSES and parts[-1].lower().endswith((".jpg", ".png")):
+            found[parts[-3]][(CLASSES.index(parts[-2]), parts[-1])] = read()
 
     if data.is_file():
         with tarfile.open(data) as tar:
@@ -66,13 +67,16 @@ def read_split(data: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
                 take(path.relative_to(data).parts, path.read_bytes)
     else:
         raise UsageError(f"--data {data}: no such file or folder (the CIFAR-10 JPEG copy's tar or folder)")
-    if not found:
-        raise UsageError(f"--data {data}: no {split}/<class>/<image> files (expected the CIFAR-10 JPEG copy's layout)")
-    keys = sorted(found)
-    images = np.stack([np.asarray(Image.open(io.BytesIO(found[k])).convert("RGB")) for k in keys])
-    if images.shape[1:] != (32, 32, 3):
-        raise UsageError(f"--data {data}: {split} images are {images.shape[1:3]}, not 32x32")
-    return images, np.array([k[0] for k in keys], dtype=np.int64)
+    splits = {}
+    for split, files in found.items():
+        if not files:
+            raise UsageError(f"--data {data}: no {split}/<class>/<image> files (expected the CIFAR-10 JPEG copy's layout)")
+        keys = sorted(files)
+        images = np.stack([np.asarray(Image.open(io.BytesIO(files[k])).convert("RGB")) for k in keys])
+        if images.shape[1:] != (32, 32, 3):
+            raise UsageError(f"--data {data}: {split} images are {images.shape[1:3]}, not 32x32")
+        splits[split] = images, np.array([k[0] for k in keys], dtype=np.int64)
+    return splits
 
 
 def ldam_long_tail(labels: np.ndarray, n_max: int, imbalance_factor: float) -> tuple[np.ndarray, list[int]]:
@@ -193,15 +197,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     checkpoint_path, history_path = args.out / "checkpoint.pt", args.out / "history.json"
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                if k in ("imbalance_factor", "n_max", "epochs", "seed")}
+    settings = {k: getattr(args, k) for k in ("imbalance_factor", "n_max", "epochs", "seed")}
     if checkpoint_path.exists() and not args.resume:
         raise UsageError(f"{args.out} already holds a run: add --resume to continue it, or choose another --out")
     if args.resume and not checkpoint_path.exists():
         raise UsageError(f"--resume: {args.out} holds no checkpoint.pt to continue")
 
-    train_images, train_labels = read_split(args.data, "train")
-    test_images, test_labels = read_split(args.data, "test")
+    splits = read_splits(args.data)
+    (train_images, train_labels), (test_images, test_labels) = splits["train"], splits["test"]
     keep, counts = ldam_long_tail(train_labels, args.n_max, args.imbalance_factor)
     train = ImageArray(train_images[keep], train_labels[keep], transforms.Compose([
         transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
