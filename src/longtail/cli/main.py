@@ -38,6 +38,9 @@ def _add_eval(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--features", action="store_true",
                    help="also save the backbone features of the split (what `longtail posthoc` tau-norm reads)")
+    p.add_argument("--data-root", default=None, metavar="PATH",
+                   help="score on the data at PATH instead of the run's own data_root (the data moved, or another "
+                        "copy of the same dataset); reports then go to RUN/eval_on/<name>-<hash>/")
     p = sub.add_parser("predict", help="apply a run to new images: top-k CSV, logits, unreadable files reported")
     p.add_argument("target", help="run directory (uses best.pt) or a .pt checkpoint inside one")
     p.add_argument("inputs", nargs="+", help="image files, folders (recursive) or split lists (path [label] lines)")
@@ -280,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                          quiet=args.quiet)
         elif args.command == "eval":
             from ..workflows.evaluate import run_eval
-            run_eval(args.target, split=args.split, device=args.device, as_json=args.json, features=args.features)
+            run_eval(args.target, split=args.split, device=args.device, as_json=args.json, features=args.features,
+                     data_root=args.data_root)
         elif args.command == "predict":
             from ..workflows.predict import run_predict
             run_predict(args.target, args.inputs, out=args.out, root=args.root, top_k=args.top_k, prior=args.prior,
