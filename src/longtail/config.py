@@ -159,12 +159,13 @@ class DetectConfig:
 
 @dataclass
 class PosthocConfig:
-    NOT_COMPUTED_KEYS: ClassVar[tuple[str, ...]] = ("device", "eval_batch_size", "output_dir")
+    NOT_COMPUTED_KEYS: ClassVar[tuple[str, ...]] = ("device", "eval_batch_size", "output_dir", "data_root")
 
     # --- run ---
     name: Optional[str] = None  # run directory name (default: the config file's stem)
     output_dir: str = "runs"
     from_run: Optional[str] = None  # the finished stage-1 run directory (its best.pt is used)
+    data_root: Optional[str] = None  # the stage-1 run's dataset at another path (it moved); default: the run's own
     device: str = "auto"
     eval_batch_size: int = 512
     # --- method ---

@@ -4,13 +4,17 @@ where the data is missing or is not the dataset the run learned."""
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from helpers.cifar_stand_in import write_stand_in
 from longtail.cli.main import main
 from longtail.workflows.evaluate import other_data_dir
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +72,27 @@ def test_eval_refuses_data_whose_long_tailed_counts_are_not_the_runs(trained, tm
     err = capsys.readouterr().err
     assert "training class counts" in err and "not the same long-tailed dataset" in err
     assert not (other / "eval_on").exists()
+
+
+def test_posthoc_follows_the_data_where_it_moved(trained, tmp_path, capsys):
+    run, moved = trained
+    args = ["posthoc", "method=logit_adjust", f"from_run={run}", f"output_dir={tmp_path}", "name=la", "tau=0"]
+    assert main(args) != 0
+    assert "data_root=PATH" in capsys.readouterr().err and not (tmp_path / "la").exists()
+    assert main([*args, f"data_root={moved}", "--quiet"]) == 0
+    corrected = json.loads((tmp_path / "la" / "metrics.json").read_text())
+    recorded = json.loads((run / "metrics.json").read_text())["test"]
+    # tau 0 leaves the logits as they are: the run's own figure, from its data at the new place
+    assert corrected["test"]["mean_class"] == pytest.approx(recorded["mean_class"], abs=1e-6)
+
+
+def test_a_suite_given_another_data_root_passes_it_to_its_posthoc_runs(tmp_path):
+    from longtail.workflows.bench import load_suite, plan
+
+    suite_path = tmp_path / "suite.yaml"
+    suite_path.write_text(yaml.safe_dump({"name": "moved", "imbalance_factors": [10], "seeds": [0], "methods": [
+        {"name": "ce", "config": str(REPO / "configs/fashion_mnist_lt/ce.yaml")},
+        {"name": "la", "from": "ce", "posthoc": str(REPO / "configs/fashion_mnist_lt/posthoc_la.yaml")}]}))
+    runs = {r.method.name: r.config for r in plan(load_suite(suite_path), ("data_root=/data/moved",))}
+    assert runs["ce"].data_root == runs["la"].data_root == "/data/moved"
+    assert plan(load_suite(suite_path))[1].config.data_root is None  # nothing given: the stage-1 run's own

@@ -131,6 +131,8 @@ def plan(suite: Suite, extra_overrides: tuple[str, ...] = ()) -> list[Run]:
     """Every run of the grid, seed-major (so partial results cover every setting early), each with
     its resolved config; a bad config or option is an error here, before anything trains."""
     runs = []
+    # a posthoc run reads its stage-1 run's data; where the command moves the data, it follows
+    posthoc_data = [o for o in (*suite.overrides, *extra_overrides) if o.split("=", 1)[0].strip() == "data_root"]
     for seed in suite.seeds:
         for factor in suite.imbalance_factors:
             cell = suite.output_dir / "runs" / f"if{if_tag(factor)}" / f"seed{seed}"
@@ -140,7 +142,7 @@ def plan(suite: Suite, extra_overrides: tuple[str, ...] = ()) -> list[Run]:
                 stage1_dir = cell / m.stage1 if m.stage1 else None
                 where = f"{m.name} (IF {if_tag(factor)}, seed {seed})"
                 if m.kind == "posthoc":
-                    cfg = _load(PosthocConfig, m.config, list(m.overrides) + [
+                    cfg = _load(PosthocConfig, m.config, list(m.overrides) + posthoc_data + [
                         f"output_dir={cell}", f"name={m.name}", f"from_run={stage1_dir}"], where)
                 else:
                     stage2 = [f"init_from={stage1_dir}"] if stage1_dir else []

@@ -55,19 +55,10 @@ def run_eval(target: str | Path, *, split: str = "test", device: str = "auto", a
     run_dir, weights = locate(target)
     cfg = load_run_config(run_dir)
     cfg.device = device
-    out_dir = run_dir
-    if data_root is not None and not Path(data_root).expanduser().exists():
-        raise DatasetNotFoundError(f"--data-root {data_root} does not exist: give the folder or file that holds "
-                                   f"{cfg.dataset}, as data_root named it when {run_dir.name} was trained")
-    if data_root is not None and not _same_path(data_root, cfg.data_root):
-        out_dir, cfg.data_root = other_data_dir(run_dir, data_root), str(data_root)
-    elif cfg.data_root and not cfg.download and not Path(cfg.data_root).expanduser().exists():
-        raise DatasetNotFoundError(f"{run_dir.name} was trained on data_root {cfg.data_root}, which does not exist "
-                                   f"here: if the data moved, pass where it is now, e.g. "
-                                   f"longtail eval {target} --data-root PATH")
+    other_data = data_root is not None and not _same_path(data_root, cfg.data_root)
+    out_dir = other_data_dir(run_dir, data_root) if other_data else run_dir
     info = dist_utils.setup(device)
-    data = build.build_data(cfg)
-    _check_training_counts(run_dir, data.class_counts, cfg.data_root)
+    data = rebuild_run_data(run_dir, cfg, data_root, f"longtail eval {target} --data-root PATH")
     model = build.build_model(cfg, data).to(info.device)
     state = load_checkpoint(weights)
     model.load_state_dict(state["model"])
@@ -102,6 +93,23 @@ def run_eval(target: str | Path, *, split: str = "test", device: str = "auto", a
         console.print(table)
         console.print(f"logits, confusion matrix and per-class precision / recall -> {out_dir}/{split}_*")
     return metrics
+
+
+def rebuild_run_data(run_dir: Path, cfg: TrainConfig, data_root: str | Path | None, how_to_pass: str):
+    """The dataset ``run_dir`` was trained on: from ``data_root`` when given (the data moved, or another copy of
+    it; ``cfg.data_root`` is set to it), else from the run's own data_root. Its long-tailed training counts must
+    be the run's. ``how_to_pass``: how the user names the path, for the error when the run's own is gone."""
+    if data_root is not None:
+        if not Path(data_root).expanduser().exists():
+            raise DatasetNotFoundError(f"{data_root} does not exist: give the file or folder that holds "
+                                       f"{cfg.dataset} now ({how_to_pass})")
+        cfg.data_root = str(data_root)
+    elif cfg.data_root and not cfg.download and not Path(cfg.data_root).expanduser().exists():
+        raise DatasetNotFoundError(f"{run_dir.name} was trained on data_root {cfg.data_root}, which does not exist "
+                                   f"here: if the data moved, pass where it is now: {how_to_pass}")
+    data = build.build_data(cfg)
+    _check_training_counts(run_dir, data.class_counts, cfg.data_root)
+    return data
 
 
 def _same_path(a: str | Path, b: str | Path | None) -> bool:

@@ -28,7 +28,7 @@ from ..engine.run_dir import RunDirectory
 from ..engine.trainer import METRICS_FILE, write_json_atomic
 from ..evaluation import posthoc_adjusted_logits, score_logits, select_tau, tau_grid, tau_grid_edge_note, tau_norm_logits
 from . import build
-from .evaluate import load_run_config, locate
+from .evaluate import load_run_config, locate, rebuild_run_data
 from .output import make_console
 
 console = make_console(soft_wrap=True)  # no hard wraps inside paths
@@ -68,7 +68,7 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
     if train_cfg.init_from:
         raise ConfigError(f"{stage1_dir} is a stage-2 run; post-hoc corrections apply to a stage-1 run")
     device = dist_utils.resolve_device(cfg.device)
-    data = build.build_data(train_cfg)
+    data = rebuild_run_data(stage1_dir, train_cfg, cfg.data_root, "data_root=PATH")
     model = build.build_model(train_cfg, data).to(device)
     model.load_state_dict(load_checkpoint(weights)["model"])
     head = model.head
