@@ -96,3 +96,21 @@ def test_a_suite_given_another_data_root_passes_it_to_its_posthoc_runs(tmp_path)
     runs = {r.method.name: r.config for r in plan(load_suite(suite_path), ("data_root=/data/moved",))}
     assert runs["ce"].data_root == runs["la"].data_root == "/data/moved"
     assert plan(load_suite(suite_path))[1].config.data_root is None  # nothing given: the stage-1 run's own
+
+
+def test_predict_and_export_take_the_moved_data_too(trained, tmp_path, capsys):
+    from helpers.cifar_stand_in import png_of
+
+    run, moved = trained
+    image = tmp_path / "new.png"
+    image.write_bytes(png_of(6))
+    predict = ["predict", str(run), str(image), "--out", str(tmp_path / "pred")]
+    export = ["export", str(run), "--out", str(tmp_path / "export")]
+    for args in (predict, export):
+        assert main(args) != 0
+        assert "--data-root PATH" in capsys.readouterr().err
+    assert main([*predict, "--data-root", str(moved)]) == 0
+    assert len((tmp_path / "pred" / "predictions.csv").read_text().splitlines()) == 2  # header + the image
+    assert main([*export, "--data-root", str(moved)]) == 0
+    card = json.loads(next((tmp_path / "export").glob("*.json")).read_text())
+    assert card["class_counts"] == json.loads((run / "metrics.json").read_text())["class_counts"]

@@ -41,6 +41,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--data-root", default=None, metavar="PATH",
                    help="score on the data at PATH instead of the run's own data_root (the data moved, or another "
                         "copy of the same dataset); reports then go to RUN/eval_on/<name>-<hash>/")
+    moved = "the run's dataset at PATH, where it moved after training (its test transform and classes come from it)"
     p = sub.add_parser("predict", help="apply a run to new images: top-k CSV, logits, unreadable files reported")
     p.add_argument("target", help="run directory (uses best.pt) or a .pt checkpoint inside one")
     p.add_argument("inputs", nargs="+", help="image files, folders (recursive) or split lists (path [label] lines)")
@@ -51,9 +52,11 @@ def _add_eval(sub) -> None:
                    "train (the training counts) or a JSON file of C weights")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
+    p.add_argument("--data-root", default=None, metavar="PATH", help=moved)
     p = sub.add_parser("export", help="a run's model as a plain state dict, TorchScript and a JSON card")
     p.add_argument("target", help="run directory (uses best.pt) or a .pt checkpoint inside one")
     p.add_argument("--out", default=None, help="output folder (default: RUN/export)")
+    p.add_argument("--data-root", default=None, metavar="PATH", help=moved)
 
 
 def _add_data(sub) -> None:
@@ -288,10 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "predict":
             from ..workflows.predict import run_predict
             run_predict(args.target, args.inputs, out=args.out, root=args.root, top_k=args.top_k, prior=args.prior,
-                        batch_size=args.batch_size, device=args.device)
+                        batch_size=args.batch_size, device=args.device, data_root=args.data_root)
         elif args.command == "export":
             from ..workflows.export import run_export
-            run_export(args.target, args.out)
+            run_export(args.target, args.out, data_root=args.data_root)
         elif args.command == "data":
             from ..workflows.data import run_check, run_stats
             if args.data_command == "check":

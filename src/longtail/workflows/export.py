@@ -11,16 +11,18 @@ from ..data.transforms import normalisation_of
 from ..engine import load_checkpoint
 from ..models.export import export_classifier
 from . import build
-from .evaluate import load_run_config, locate
+from .evaluate import load_run_config, locate, rebuild_run_data
 from .output import make_console
 
 console = make_console()
 
 
-def run_export(target: str | Path, out: str | Path | None = None) -> dict[str, Path]:
+def run_export(target: str | Path, out: str | Path | None = None, data_root: str | Path | None = None) -> dict[str, Path]:
+    """``data_root``: the run's dataset where it moved after training (the card's classes and counts, the
+    example input)."""
     run_dir, weights = locate(target)
     cfg = load_run_config(run_dir)
-    data = build.build_data(cfg)
+    data = rebuild_run_data(run_dir, cfg, data_root, f"longtail export {target} --data-root PATH")
     model = build.build_model(cfg, data)
     model.load_state_dict(load_checkpoint(weights)["model"])
     example = torch.stack([data.test[i][0] for i in range(min(2, len(data.test)))])

@@ -32,7 +32,7 @@ from ..engine import distributed as dist_utils
 from ..engine import load_checkpoint
 from ..samplers import SequentialShardSampler
 from . import build
-from .evaluate import load_run_config, locate
+from .evaluate import load_run_config, locate, rebuild_run_data
 from .output import make_console
 
 console = make_console(soft_wrap=True)  # no hard wraps inside paths
@@ -125,11 +125,14 @@ def prior_log(prior: str, counts: list[int]) -> torch.Tensor | None:
 
 
 def run_predict(target: str | Path, inputs: Sequence[str], *, out: str | Path | None = None, root: str | None = None,
-                top_k: int = 5, prior: str = "uniform", batch_size: int = 256, device: str = "auto") -> dict:
+                top_k: int = 5, prior: str = "uniform", batch_size: int = 256, device: str = "auto",
+                data_root: str | Path | None = None) -> dict:
+    """``data_root``: the run's dataset where it moved after training (its test transform, class names and
+    counts come from it)."""
     run_dir, weights = locate(target)
     cfg = load_run_config(run_dir)
     info = dist_utils.setup(device)
-    data = build.build_data(cfg)
+    data = rebuild_run_data(run_dir, cfg, data_root, f"longtail predict {target} ... --data-root PATH")
     model = build.build_model(cfg, data).to(info.device)
     model.load_state_dict(load_checkpoint(weights)["model"])
     paths = collect_inputs(inputs, root)
