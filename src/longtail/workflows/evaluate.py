@@ -123,8 +123,8 @@ def _check_training_counts(run_dir: Path, counts: list[int], data_root: str | No
     recorded = json.loads(path.read_text()).get("class_counts") if path.is_file() else None
     if recorded is not None and list(counts) != list(recorded):
         raise ConfigError(f"the data at {data_root} gives training class counts {list(counts)}, but {run_dir.name} "
-                          f"was trained on {list(recorded)}: not the same long-tailed dataset. Score new images "
-                          f"with longtail predict instead")
+                          f"was trained on {list(recorded)}: not the same long-tailed dataset (give the data the "
+                          f"run was trained on, wherever it is now)")
 
 
 def _fmt(x: float) -> str:
