@@ -179,7 +179,8 @@ def _add_posthoc(sub) -> None:
     p = sub.add_parser("posthoc", help="post-hoc logit adjustment or tau-normalisation of a finished run, tau on val",
                        description="Example: longtail posthoc configs/fashion_mnist_lt/tau_norm.yaml from_run=runs/ce")
     p.add_argument("config", help="posthoc YAML (method: tau_norm | logit_adjust), or key=value only")
-    p.add_argument("overrides", nargs="*", help="key=value overrides (from_run=..., name=..., tau=1.0)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides (from_run=..., name=..., tau=1.0; "
+                                                "data_root=... where the stage-1 run's data moved)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
