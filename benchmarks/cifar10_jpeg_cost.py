@@ -15,8 +15,8 @@ table:
 
 ``run`` passes ``n_max`` (the head class's images; the others follow the IF 100 profile), so with a part of the
 training set the benchmark is CIFAR-10-LT scaled down, not the full one; the test set is every test image packed.
-``--override imbalance_factor=1`` trains on a balanced set instead (n_max images of every class), where the model
-reaches the accuracy of the full CIFAR-10-LT rather than the scaled-down one's.
+``--override imbalance_factor=1`` trains on a balanced set instead (n_max images of every class), where the network
+learns far more from the pixels (CE at n_max 450: 76-77%, against 35% on the scaled-down CIFAR-10-LT).
 """
 
 from __future__ import annotations
