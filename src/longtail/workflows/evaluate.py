@@ -66,7 +66,7 @@ def run_eval(target: str | Path, *, split: str = "test", device: str = "auto", a
     logits, targets = predict(model, loader, info.device)
     scale = build.probability_scale(cfg, data)
     metrics = score_logits(logits, targets, data.class_counts, cfg.many_threshold, cfg.few_threshold, scale)
-    if out_dir != run_dir:
+    if other_data:
         metrics["data_root"] = cfg.data_root
     if info.is_main:  # logits, confusion matrix, per-class precision / recall of the split, next to the run
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,7 @@ def run_eval(target: str | Path, *, split: str = "test", device: str = "auto", a
     if as_json:
         print(json.dumps(metrics, indent=2))
     else:
-        where = f" of {cfg.data_root}" if out_dir != run_dir else ""
+        where = f" of {cfg.data_root}" if other_data else ""
         table = Table(title=f"{run_dir.name} ({weights.name}) on {split}{where}")
         for col in ("top-1", "mean-class", "many", "medium", "few", "top-5", "ECE"):
             table.add_column(col, justify="right")

@@ -70,7 +70,8 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
     device = dist_utils.resolve_device(cfg.device)
     data = rebuild_run_data(stage1_dir, train_cfg, cfg.data_root, "data_root=PATH")
     model = build.build_model(train_cfg, data).to(device)
-    model.load_state_dict(load_checkpoint(weights)["model"])
+    state = load_checkpoint(weights)  # read once: the weights and the epoch that gave them
+    model.load_state_dict(state["model"])
     head = model.head
     if cfg.method == "tau_norm" and type(head) is not nn.Linear:
         raise ConfigError(f"tau_norm rescales the rows of a linear head; {stage1_dir} has a {type(head).__name__}")
@@ -80,7 +81,7 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
     # LDAM trains softmax(s z) on cosine logits z: its logits are s z, and tau log p is subtracted from those
     # (from z it would act as an s-times larger tau). Every logit below is on that scale.
     scale = build.probability_scale(train_cfg, data)
-    weights_epoch = load_checkpoint(weights).get("epoch")
+    weights_epoch = state.get("epoch")
     saved = saved_logits(stage1_dir, weights_epoch) if cfg.method == "logit_adjust" else None
     features = saved_logits(stage1_dir, weights_epoch, "features") if saved is None else None
     if saved is not None:  # logit adjustment needs only the logits the run saved for these weights
