@@ -4,7 +4,7 @@ Recipe (Ren et al. 2020, official code; configs/cifar10_lt/*_if100.yaml): ResNet
 iterations (520 epochs of 12,406 images), lr warm-up 0.05 -> 0.1 over 800 iterations then cosine,
 RandomCrop + flip + AutoAugment + Cutout; BALMS = stage 2 on the frozen CE backbone for 2,000 iterations
 (80 epochs) with Balanced Softmax and the Meta Sampler. CE and Balanced Softmax train side by side (two
-processes share the GPU: a ResNet-32 step does not fill it), then BALMS starts from the CE run.
+processes share the GPU: a ResNet-32 step does not fill it); BALMS starts from the CE run as soon as it ends.
 
 Whatever travels to a GPU machine must be small, so ``pack`` first writes a compact copy of just the
 images the runs need (the IF 100 training subset, its validation images and the test set; ~23 MB of the
@@ -81,19 +81,30 @@ def train_command(method: str, args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
+    """CE and Balanced Softmax start together; BALMS starts as soon as CE (its stage 1) is done."""
+    started: dict[str, float] = {}
     seconds: dict[str, float] = {}
+    procs: dict[str, subprocess.Popen] = {}
 
-    def launch(methods: list[str]) -> None:
-        start = time.perf_counter()
-        procs = {m: subprocess.Popen(train_command(m, args)) for m in methods}
-        for m, proc in procs.items():
-            if proc.wait() != 0:
-                sys.exit(f"{m} failed (exit {proc.returncode}); its output is above")
-            seconds[m] = time.perf_counter() - start
+    def launch(method: str) -> None:
+        started[method] = time.perf_counter()
+        procs[method] = subprocess.Popen(train_command(method, args))
 
     total = time.perf_counter()
-    launch(["ce", "balanced_softmax"])
-    launch(["balms"])
+    launch("ce")
+    launch("balanced_softmax")
+    while len(seconds) < len(procs) or "balms" not in procs:
+        for method, proc in list(procs.items()):
+            if method in seconds or proc.poll() is None:
+                continue
+            if proc.returncode != 0:
+                for other in procs.values():
+                    other.kill()
+                sys.exit(f"{method} failed (exit {proc.returncode}); its output is above")
+            seconds[method] = time.perf_counter() - started[method]
+            if method == "ce":
+                launch("balms")
+        time.sleep(1)
     device = args.device
     if device.startswith("cuda"):
         import torch

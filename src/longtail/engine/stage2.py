@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..data.loaders import train_loader
 from ..samplers import ClassBalancedSampler, MetaSampler, MetaSamplerLogits, SequentialShardSampler
@@ -263,8 +263,8 @@ def _meta_parts(options: Stage2Options, train: Dataset, val: Dataset, train_labe
     if meta_cache is not None:
         stream = CachedFeatureLoader(meta_cache, stream_sampler, meta_bs)
     else:
-        images = DataLoader(meta_data, batch_size=meta_bs, sampler=stream_sampler, num_workers=options.num_workers,
-                            pin_memory=dev.type == "cuda")
+        images = train_loader(meta_data, stream_sampler, batch_size=meta_bs, num_workers=options.num_workers,
+                              device=dev, persistent_workers=options.persistent_workers)
         stream = BackboneFeatureLoader(images, backbone, dev, options.freeze_bn)
     adam = torch.optim.Adam(logits.parameters(), lr=options.meta_lr, weight_decay=0.0)
     parts = MetaParts(logits=logits, optimizer=adam, loader=loader, stream_sampler=stream_sampler, stream=stream,
