@@ -38,6 +38,31 @@ def test_gpu_recipe_script_runs_on_cpu_with_tiny_settings(tmp_path):
     assert ce["epochs"] == 1 and ce["batch_size"] == 64 and ce["lr"] == 0.1  # tiny length, the recipe otherwise
     assert "autoaugment" not in ce["dataset_options"]  # the dataset's default training transform: AutoAugment + Cutout
 
+    # a later call with --methods balms trains BALMS again from the CE run the first call left in --out
+    first_balms = (out / "balms" / "metrics.json").read_text()
+    ce_before = (out / "ce" / "metrics.json").read_text()
+    again = run_script(out, "--methods", "balms")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    table = [line for line in again.stdout.splitlines() if line.startswith("| ") and not line.startswith("| method |")]
+    assert [row.split(" | ")[0] for row in table] == ["| CE (softmax)", "| Balanced Softmax", "| BALMS"]
+    assert "an earlier call" in table[0] and "an earlier call" not in table[2]
+    assert (out / "ce" / "metrics.json").read_text() == ce_before  # CE not retrained
+    assert json.loads((out / "balms" / "metrics.json").read_text())["written_at"] != json.loads(first_balms)["written_at"]
+
+
+@pytest.mark.skipif(not SLICE.is_file(), reason=f"the 2,000-image CIFAR-10 slice is not at {SLICE} (set LONGTAIL_CIFAR10_SLICE)")
+def test_balms_alone_needs_a_finished_ce_run(tmp_path):
+    proc = run_script(tmp_path / "runs", "--methods", "balms")
+    assert proc.returncode != 0 and "BALMS starts from the CE run" in proc.stderr and "add ce to --methods" in proc.stderr
+    assert not (tmp_path / "runs" / "balms").exists()
+
+
+def run_script(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "run", "--data", str(SLICE), "--not-presampled", "--device", "cpu",
+                           "--tiny", "--workers", "0", "--out", str(out), *extra,
+                           "--override", "n_max=100", "imbalance_factor=10", "batch_size=64", "threads=1"],
+                          capture_output=True, text=True, timeout=600, env=subprocess_env())
+
 
 def metrics_label(method: str) -> str:
     return {"ce": "CE (softmax)", "balanced_softmax": "Balanced Softmax", "balms": "BALMS"}[method]
