@@ -7,8 +7,8 @@ RandomCrop + flip + AutoAugment + Cutout; BALMS = stage 2 on the frozen CE backb
 processes share the GPU: a ResNet-32 step does not fill it); BALMS starts from the CE run as soon as it ends.
 
 Whatever travels to a GPU machine must be small, so ``pack`` first writes a compact copy of just the
-images the runs need (the IF 100 training subset, its validation images and the test set; ~23 MB of the
-original JPEG bytes, no re-encoding), read back with ``presampled: true``:
+images the runs need (the IF 100 training subset, its validation images and the test set; the original JPEG
+bytes, no re-encoding: 6.8 MiB gzipped), read back with ``presampled: true``:
 
     python benchmarks/cifar10_lt_gpu.py pack --data PATH/cifar10_jpeg.tar --out cifar10_lt_if100.tar.gz
     python benchmarks/cifar10_lt_gpu.py run --data cifar10_lt_if100.tar.gz --device cuda --workers 6
