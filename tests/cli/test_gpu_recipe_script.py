@@ -21,10 +21,7 @@ SLICE = Path(os.environ.get("LONGTAIL_CIFAR10_SLICE", REPO.parent / "shared" / "
 @pytest.mark.skipif(not SLICE.is_file(), reason=f"the 2,000-image CIFAR-10 slice is not at {SLICE} (set LONGTAIL_CIFAR10_SLICE)")
 def test_gpu_recipe_script_runs_on_cpu_with_tiny_settings(tmp_path):
     out = tmp_path / "runs"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "run", "--data", str(SLICE), "--not-presampled", "--device", "cpu",
-                           "--tiny", "--workers", "0", "--out", str(out),
-                           "--override", "n_max=100", "imbalance_factor=10", "batch_size=64", "threads=1"],
-                          capture_output=True, text=True, timeout=600, env=subprocess_env())
+    proc = run_script(out)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = [line for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| method |")]
     assert [row.split(" | ")[0] for row in table] == ["| CE (softmax)", "| Balanced Softmax", "| BALMS"]

@@ -149,7 +149,7 @@ class ImageFetcher:
         # One __getitems__ call, as a DataLoader makes: an in-memory dataset with a batched transform
         # augments the whole batch in a few tensor operations. Item by item, CIFAR's AutoAugment + Cutout
         # cost 0.7 s per BALMS step of 512 on an H200 machine, 25x the stage-1 step.
-        wanted = [int(i) for i in indices]
+        wanted = indices.tolist()
         getitems = getattr(self.dataset, "__getitems__", None)
         x, y = collate(getitems(wanted) if getitems is not None else [self.dataset[i] for i in wanted])
         _set_backbone_mode(self.backbone, self.freeze_bn)
