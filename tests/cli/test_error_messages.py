@@ -105,6 +105,10 @@ def test_a_truncated_checkpoint_says_damaged_not_resume(tmp_path, finished, caps
     (["lr=fast"], "the command-line override lr=...: lr must be float"),
     # YAML reads a misspelt boolean as a string, which Python would take as true
     (["dataset=fashion_mnist_lt", "dataset_options={batched: flase}"], "batched: 'flase' must be true or false"),
+    # YAML reads {presampled:true} as the key 'presampled:true' with no value: it used to pass as "keep the default"
+    (["dataset_options={noise:30}"], "does not take option(s) ['noise:30']"),
+    (["dataset_options={noise:30}"], "put a space after the colon, {noise: 30}"),
+    (["dataset_options={nosie: 30}"], "does not take option(s) ['nosie']"),
 ])
 def test_bad_values_name_their_source_and_leave_no_run_directory(tmp_path, capsys, extra, message):
     assert main(["train", *tiny_args(tmp_path, "bad", *extra), "--quiet"]) == 2

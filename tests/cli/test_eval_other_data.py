@@ -98,14 +98,42 @@ def test_a_suite_given_another_data_root_passes_it_to_its_posthoc_runs(tmp_path)
     assert plan(load_suite(suite_path))[1].config.data_root is None  # nothing given: the stage-1 run's own
 
 
-def test_predict_and_export_take_the_moved_data_too(trained, tmp_path, capsys):
+def test_predict_and_export_need_no_data_and_give_what_the_data_gives(trained, tmp_path):
+    """The run recorded its classes and test pipeline: with its data gone, predict and export work and agree
+    with the same commands on the data rebuilt (--data-root)."""
     from helpers.cifar_stand_in import png_of
 
     run, moved = trained
+    assert "inputs" in json.loads((run / "metrics.json").read_text())
     image = tmp_path / "new.png"
     image.write_bytes(png_of(6))
-    predict = ["predict", str(run), str(image), "--out", str(tmp_path / "pred")]
-    export = ["export", str(run), "--out", str(tmp_path / "export")]
+    outputs = {}
+    for how, extra in (("recorded", []), ("rebuilt", ["--data-root", str(moved)])):
+        assert main(["predict", str(run), str(image), "--out", str(tmp_path / how), *extra]) == 0
+        assert main(["export", str(run), "--out", str(tmp_path / f"export_{how}"), *extra]) == 0
+        outputs[how] = (np.load(tmp_path / how / "logits.npz")["logits"],
+                        (tmp_path / how / "predictions.csv").read_text(),
+                        json.loads((tmp_path / f"export_{how}" / "model.json").read_text()))
+    np.testing.assert_allclose(outputs["recorded"][0], outputs["rebuilt"][0], atol=1e-6)
+    assert outputs["recorded"][1] == outputs["rebuilt"][1]
+    for key in ("class_names", "class_counts", "input_shape", "normalise", "num_classes"):
+        assert outputs["recorded"][2][key] == outputs["rebuilt"][2][key], key
+
+
+def test_a_run_without_the_record_rebuilds_the_data_or_says_where_to_find_it(trained, tmp_path, capsys):
+    """Runs trained before longtail recorded the pipeline need the data, and say how to point at it."""
+    from helpers.cifar_stand_in import png_of
+
+    run, moved = trained
+    old = tmp_path / "old_run"
+    shutil.copytree(run, old)
+    metrics = json.loads((old / "metrics.json").read_text())
+    del metrics["inputs"]
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    image = tmp_path / "new.png"
+    image.write_bytes(png_of(6))
+    predict = ["predict", str(old), str(image), "--out", str(tmp_path / "pred")]
+    export = ["export", str(old), "--out", str(tmp_path / "export")]
     for args in (predict, export):
         assert main(args) != 0
         assert "--data-root PATH" in capsys.readouterr().err
@@ -113,4 +141,4 @@ def test_predict_and_export_take_the_moved_data_too(trained, tmp_path, capsys):
     assert len((tmp_path / "pred" / "predictions.csv").read_text().splitlines()) == 2  # header + the image
     assert main([*export, "--data-root", str(moved)]) == 0
     card = json.loads(next((tmp_path / "export").glob("*.json")).read_text())
-    assert card["class_counts"] == json.loads((run / "metrics.json").read_text())["class_counts"]
+    assert card["class_counts"] == metrics["class_counts"]

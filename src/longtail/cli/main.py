@@ -41,7 +41,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--data-root", default=None, metavar="PATH",
                    help="score on the data at PATH instead of the run's own data_root (the data moved, or another "
                         "copy of the same dataset); reports then go to RUN/eval_on/<name>-<hash>/")
-    moved = "the run's dataset at PATH, where it moved after training (its test transform and classes come from it)"
+    moved = ("rarely needed: a run records its classes and test pipeline in metrics.json ('inputs'); a run without "
+             "that record (trained before it existed) rebuilds them from its dataset, at PATH if it moved")
     p = sub.add_parser("predict", help="apply a run to new images: top-k CSV, logits, unreadable files reported")
     p.add_argument("target", help="run directory (uses best.pt) or a .pt checkpoint inside one")
     p.add_argument("inputs", nargs="+", help="image files, folders (recursive) or split lists (path [label] lines)")

@@ -24,12 +24,16 @@ STATS = {
 }
 
 
+def stats_family(dataset: str) -> str:
+    """The key of :data:`STATS` whose normalisation a registered dataset's models are trained with."""
+    return ("cifar" if dataset.startswith("cifar") else "fashion_mnist" if dataset.startswith("fashion_mnist")
+            else "inaturalist" if dataset.startswith("inat") else "synthetic" if dataset.startswith("synthetic")
+            else "imagenet")
+
+
 def normalisation_of(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) the models of a registered dataset are trained with (inputs scaled to [0, 1] first)."""
-    family = ("cifar" if dataset.startswith("cifar") else "fashion_mnist" if dataset.startswith("fashion_mnist")
-              else "inaturalist" if dataset.startswith("inat") else "synthetic" if dataset.startswith("synthetic")
-              else "imagenet")
-    return STATS[family]
+    return STATS[stats_family(dataset)]
 
 
 def _to_float() -> list:

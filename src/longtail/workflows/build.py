@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import ConfigError, TrainConfig
-from ..data import LongTailedData, build_dataset, loaders
+from ..data import DATASETS, LongTailedData, build_dataset, loaders
 from ..data.mixing import batch_mixer
 from ..engine.distributed import DistInfo
 from ..engine.schedule import warmup_cosine, warmup_step
@@ -29,7 +29,10 @@ def check_options(kind: str, name: str, factory: Callable, options: dict, reserv
                    if k not in reserved and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
     unknown = [k for k in options if k not in takes]
     if unknown:
-        raise ConfigError(f"{kind} {name!r} does not take option(s) {unknown}; it takes {takes}")
+        glued = [k for k in unknown if ":" in str(k)]
+        hint = (f" (YAML reads {{{glued[0]}}} as one key with no value: put a space after the colon, "
+                f"{{{glued[0].replace(':', ': ', 1)}}})" if glued else "")
+        raise ConfigError(f"{kind} {name!r} does not take option(s) {unknown}; it takes {takes}{hint}")
     wrong = non_bool_flags(factory, options)
     if wrong:
         raise ConfigError(f"{kind} {name!r}: {', '.join(wrong)} must be true or false")
@@ -41,6 +44,9 @@ def build_data(cfg: TrainConfig) -> LongTailedData:
     overlap = set(options) & set(cfg.dataset_options)
     if overlap:
         raise ConfigError(f"dataset_options repeats top-level key(s) {sorted(overlap)}; set them at top level")
+    if cfg.dataset in DATASETS:  # an unknown name is reported below, with the known ones
+        # every key, even one whose value is empty (build_dataset passes those over as "keep the default")
+        check_options("dataset", cfg.dataset, DATASETS.get(cfg.dataset), cfg.dataset_options, reserved=tuple(options))
     try:
         return build_dataset(cfg.dataset, **options, **cfg.dataset_options)
     except KeyError as err:

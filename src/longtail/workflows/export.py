@@ -5,27 +5,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from ..data.transforms import normalisation_of
 from ..engine import load_checkpoint
 from ..models.export import export_classifier
 from . import build
-from .evaluate import load_run_config, locate, rebuild_run_data
+from .evaluate import load_run_config, locate
 from .output import make_console
+from .run_inputs import RunInputs, run_inputs
 
 console = make_console()
 
 
 def run_export(target: str | Path, out: str | Path | None = None, data_root: str | Path | None = None) -> dict[str, Path]:
-    """``data_root``: the run's dataset where it moved after training (the card's classes and counts, the
-    example input)."""
+    """The card's classes, counts and input size come from the run's ``metrics.json``; ``data_root``: rebuild
+    them from the run's dataset there instead (runs trained before longtail recorded them, whose data moved)."""
     run_dir, weights = locate(target)
     cfg = load_run_config(run_dir)
-    data = rebuild_run_data(run_dir, cfg, data_root, f"longtail export {target} --data-root PATH")
+    data = run_inputs(run_dir, cfg, data_root, f"longtail export {target} --data-root PATH")
     model = build.build_model(cfg, data)
     model.load_state_dict(load_checkpoint(weights)["model"])
-    example = torch.stack([data.test[i][0] for i in range(min(2, len(data.test)))])
+    example = example_batch(data)
     mean, std = normalisation_of(cfg.dataset)
     card = {"run": str(run_dir), "weights": weights.name, "dataset": cfg.dataset, "model": cfg.model,
             "model_options": cfg.model_options, "head": cfg.head, "loss": cfg.loss, "sampler": cfg.sampler,
@@ -38,3 +41,12 @@ def run_export(target: str | Path, out: str | Path | None = None, data_root: str
     for kind, path in paths.items():
         console.print(f"{kind:<12} -> {path}")
     return paths
+
+
+def example_batch(data: RunInputs) -> torch.Tensor:
+    """Two images the model's preprocessing made (seeded noise: tracing needs only the shape and dtype)."""
+    rng = np.random.default_rng(0)
+    size, mode = data.image_size, "L" if data.in_channels == 1 else "RGB"
+    shape = (size, size) if mode == "L" else (size, size, 3)
+    return torch.stack([data.preprocess(Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)))
+                        for _ in range(2)])

@@ -27,13 +27,13 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import ConfigError
-from ..data import ArrayImageDataset
 from ..engine import distributed as dist_utils
 from ..engine import load_checkpoint
 from ..samplers import SequentialShardSampler
 from . import build
-from .evaluate import load_run_config, locate, rebuild_run_data
+from .evaluate import load_run_config, locate
 from .output import make_console
+from .run_inputs import run_inputs
 
 console = make_console(soft_wrap=True)  # no hard wraps inside paths
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -87,28 +87,6 @@ def _collate(items):
     return (torch.stack(images) if images else None), torch.tensor(indices, dtype=torch.long), failures
 
 
-def make_preprocess(data, in_channels: int):
-    """PIL image -> the tensor the run's test transform gives for its own test images."""
-    from torchvision import tv_tensors
-
-    test = data.test
-    mode = "L" if in_channels == 1 else "RGB"
-    if isinstance(test, ArrayImageDataset):  # in-memory datasets: uint8 (C, H, W) at the dataset's size
-        size = data.image_size
-
-        def preprocess(image: Image.Image) -> torch.Tensor:
-            image = image.convert(mode)
-            if image.size != (size, size):
-                image = image.resize((size, size), Image.BILINEAR)
-            pixels = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))
-            pixels = pixels[None] if pixels.ndim == 2 else pixels.permute(2, 0, 1)
-            if getattr(test.transform, "batched", False):
-                return test.transform(pixels[None])[0]
-            return test.transform(tv_tensors.Image(pixels))
-        return preprocess
-    return lambda image: test.transform(image.convert(mode))  # file-based datasets transform PIL images
-
-
 def prior_log(prior: str, counts: list[int]) -> torch.Tensor | None:
     if prior == "uniform":
         return None
@@ -127,16 +105,16 @@ def prior_log(prior: str, counts: list[int]) -> torch.Tensor | None:
 def run_predict(target: str | Path, inputs: Sequence[str], *, out: str | Path | None = None, root: str | None = None,
                 top_k: int = 5, prior: str = "uniform", batch_size: int = 256, device: str = "auto",
                 data_root: str | Path | None = None) -> dict:
-    """``data_root``: the run's dataset where it moved after training (its test transform, class names and
-    counts come from it)."""
+    """The run's classes and test-time preprocessing come from its ``metrics.json``; ``data_root``: rebuild
+    them from the run's dataset there instead (runs trained before longtail recorded them, whose data moved)."""
     run_dir, weights = locate(target)
     cfg = load_run_config(run_dir)
     info = dist_utils.setup(device)
-    data = rebuild_run_data(run_dir, cfg, data_root, f"longtail predict {target} ... --data-root PATH")
+    paths = collect_inputs(inputs, root)
+    data = run_inputs(run_dir, cfg, data_root, f"longtail predict {target} ... --data-root PATH")
     model = build.build_model(cfg, data).to(info.device)
     model.load_state_dict(load_checkpoint(weights)["model"])
-    paths = collect_inputs(inputs, root)
-    dataset = ImageFiles(paths, make_preprocess(data, data.in_channels))
+    dataset = ImageFiles(paths, data.preprocess)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=_collate, num_workers=cfg.num_workers,
                         sampler=SequentialShardSampler(len(dataset), num_replicas=info.world_size, rank=info.rank))
     logits, indices, failures = _predict_readable(model, loader, info)

@@ -52,8 +52,10 @@ def check_same_split(cfg: TrainConfig, weights: Path) -> None:
                               "(or allow_split_mismatch=true)")
 
 
-def prepare_stage2(model: torch.nn.Module, cfg: TrainConfig, data: LongTailedData, info: DistInfo) -> DecoupledStage2:
-    """Load and check the stage-1 weights of ``cfg.init_from`` into ``model``, then build stage 2."""
+def prepare_stage2(model: torch.nn.Module, cfg: TrainConfig, data: LongTailedData, info: DistInfo,
+                   say=lambda *a: None) -> DecoupledStage2:
+    """Load and check the stage-1 weights of ``cfg.init_from`` into ``model``, then build stage 2.
+    ``say``: where to announce the feature cache's backbone passes (minutes on a CPU, silent otherwise)."""
     if cfg.sampler == "meta" and cfg.sampler_options:
         raise ConfigError("sampler: meta is configured by the meta_* keys, not sampler_options "
                           f"(got {sorted(cfg.sampler_options)})")
@@ -66,6 +68,10 @@ def prepare_stage2(model: torch.nn.Module, cfg: TrainConfig, data: LongTailedDat
     check_same_split(cfg, weights)
     load_stage1(model, weights, reinit_head=cfg.reinit_head)
     sampler = None if options.meta else build.build_sampler(cfg, data, info)
+    if cfg.cache_features:
+        views = cfg.cache_views or cfg.epochs
+        say(f"stage 2: caching frozen-backbone features of {len(data.train):,} training images x {views} "
+            f"augmented view(s) (one backbone pass each) ...")
     stage2 = decoupled_stage2(model, data.train, data.val, options, class_counts=data.class_counts,
                               train_labels=data.train_labels, sampler=sampler, dist=info)
     stage2.notes = {"init_from": str(weights), **stage2.notes}

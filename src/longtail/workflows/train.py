@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..config import ConfigError, TrainConfig, changed_settings, to_dict
+from ..data.inputs import InputSpec
 from ..engine import distributed as dist_utils
 from ..engine import load_checkpoint
 from ..engine.hooks import Hook
@@ -40,6 +41,13 @@ def run_dir_of(cfg: TrainConfig) -> Path:
 
 
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def recorded_inputs(data) -> dict:
+    """``{"inputs": ...}`` for metrics.json: the test-time pipeline `longtail predict` / `export` rebuild without
+    the data (:class:`~longtail.data.inputs.InputSpec`); empty for a dataset whose pipeline it cannot describe."""
+    spec = InputSpec.of(data)
+    return {"inputs": spec.as_dict()} if spec is not None else {}
 
 
 def amp_dtype(name: str | None) -> torch.dtype | None:
@@ -121,7 +129,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
         raise ConfigError("sampler: meta (BALMS) trains the classifier of a decoupled stage 2: set "
                           "init_from=<stage-1 run directory>")
     # decoupled stage 2 (init_from): only the head trains, on a stream of frozen-backbone features
-    stage2 = prepare_stage2(model, cfg, data, info) if cfg.init_from else None
+    stage2 = prepare_stage2(model, cfg, data, info, say) if cfg.init_from else None
     trained = stage2.head if stage2 else model  # what the optimiser updates
     sampler = stage2.sampler if stage2 else build.build_sampler(cfg, data, info)
     loader = stage2.loader if stage2 else build.train_loader(data.train, sampler, cfg, info)
@@ -152,7 +160,7 @@ def _run(cfg: TrainConfig, info: dist_utils.DistInfo, *, resume: bool, overwrite
                           many=cfg.many_threshold, few=cfg.few_threshold, channels_last=cfg.channels_last,
                           amp=amp_dtype(cfg.amp), max_grad_norm=cfg.max_grad_norm, batch_transform=mixer, run=directory,
                           run_info={"name": cfg.name, "dataset": cfg.dataset, "model": cfg.model, "loss": cfg.loss,
-                                    "sampler": cfg.sampler, "seed": cfg.seed},
+                                    "sampler": cfg.sampler, "seed": cfg.seed, **recorded_inputs(data)},
                           checkpoint_extra={"config": to_dict(cfg), "split": split_settings(cfg)},
                           log=say, progress=_progress if info.is_main and not quiet and console.is_terminal
                           else no_progress)
