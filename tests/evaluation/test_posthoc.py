@@ -63,3 +63,50 @@ def test_a_tau_on_the_grid_edge_is_flagged():
     assert tau_grid_edge_note(1.0, grid) is None and tau_grid_edge_note(0.0, grid) is None  # 0 = no correction
     assert "tau_min" in tau_grid_edge_note(0.5, tau_grid(0.5, 1.5, 0.5))
     assert tau_grid_edge_note(2.0, [2.0]) is None  # a fixed tau searched nothing
+
+
+@pytest.mark.parametrize("scale", [1.0, 16.0])
+def test_a_correction_baked_into_the_head_gives_the_corrected_logits(scale):
+    """correct_linear_head (what predict / export apply for a post-hoc run) against the formulas, naive float64:
+    tau-norm x . w_j / ||w_j||^tau with no bias; logit adjustment s (x . w_j + b_j) - tau log p_j."""
+    from torch import nn
+
+    from longtail.evaluation import correct_linear_head
+
+    torch.manual_seed(0)
+    feats = torch.randn(7, 4, dtype=torch.float64)
+    head = nn.Linear(4, 3).double()
+    w, b = head.weight.detach().clone(), head.bias.detach().clone()
+    tau, total = 0.7, sum(COUNTS)
+
+    correct_linear_head(head, "logit_adjust", tau, COUNTS, scale)
+    with torch.no_grad():
+        out = scale * head(feats)
+    for i in range(7):
+        for j in range(3):
+            z = sum(float(feats[i, d]) * float(w[j, d]) for d in range(4)) + float(b[j])
+            assert math.isclose(float(out[i, j]), scale * z - tau * math.log(COUNTS[j] / total), rel_tol=1e-9, abs_tol=1e-12)
+
+    head = nn.Linear(4, 3).double()
+    w = head.weight.detach().clone()
+    correct_linear_head(head, "tau_norm", tau, COUNTS, scale)
+    with torch.no_grad():
+        out = head(feats)
+    for i in range(7):
+        for j in range(3):
+            norm = math.sqrt(sum(float(w[j, d]) ** 2 for d in range(4)))
+            expected = sum(float(feats[i, d]) * float(w[j, d]) for d in range(4)) / norm ** tau
+            assert math.isclose(float(out[i, j]), expected, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_a_correction_needs_a_linear_head_with_a_bias_where_it_goes():
+    from torch import nn
+
+    from longtail.evaluation import correct_linear_head
+
+    with pytest.raises(ValueError, match="has none"):
+        correct_linear_head(nn.Linear(4, 3, bias=False), "logit_adjust", 1.0, COUNTS)
+    with pytest.raises(ValueError, match="linear head"):
+        correct_linear_head(nn.Identity(), "tau_norm", 1.0, COUNTS)
+    with pytest.raises(ValueError, match="method must be"):
+        correct_linear_head(nn.Linear(4, 3), "lws", 1.0, COUNTS)

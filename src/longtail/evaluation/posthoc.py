@@ -14,7 +14,7 @@ import math
 from typing import Callable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..losses.balanced_softmax import log_prior
 from ..models.heads import tau_normalise
@@ -37,6 +37,32 @@ def tau_norm_logits(features: Tensor, weight: Tensor, tau: float) -> Tensor:
     if features.ndim != 2 or features.shape[1] != weight.shape[1]:
         raise ValueError(f"features must have shape (N, {weight.shape[1]}), got {tuple(features.shape)}")
     return features @ tau_normalise(weight.to(features.dtype), tau).t()
+
+
+@torch.no_grad()
+def correct_linear_head(head: nn.Linear, method: str, tau: float, class_counts: Sequence[float] | Tensor,
+                        scale: float = 1.0) -> nn.Linear:
+    """Bake a post-hoc correction into a linear head, in place, so that the model's plain logits are the
+    corrected ones (what `longtail predict` and `export` apply for a post-hoc run):
+    ``tau_norm``: rows w_j / ||w_j||^tau and no bias (:func:`tau_norm_logits`); ``logit_adjust``: bias minus
+    tau log p / ``scale`` (:func:`posthoc_adjusted_logits` acts on the logits times the loss's probability
+    scale, LDAM's s, so on the head's own output it is tau / s)."""
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"post-hoc corrections are baked into a linear head; this model has a {type(head).__name__}")
+    if method == "tau_norm":
+        head.weight.copy_(tau_normalise(head.weight, tau))
+        if head.bias is not None:
+            head.bias.zero_()
+    elif method == "logit_adjust":
+        if head.bias is None:
+            raise ValueError("post-hoc logit adjustment goes into the head's bias; this linear head has none")
+        if not tau >= 0:
+            raise ValueError(f"tau must be >= 0 (1 in Menon et al.), got {tau}")
+        prior = log_prior(torch.as_tensor(class_counts))
+        head.bias.sub_(tau * prior.to(head.bias.device, head.bias.dtype) / scale)
+    else:
+        raise ValueError(f"method must be tau_norm or logit_adjust, got {method!r}")
+    return head
 
 
 def tau_grid(start: float = 0.0, stop: float = 2.0, step: float = 0.1) -> list[float]:

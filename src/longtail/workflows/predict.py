@@ -1,5 +1,9 @@
 """`longtail predict RUN INPUT...`: apply a trained run to new images.
 
+RUN: a run directory or weights file, or a post-hoc run (`longtail posthoc`), applied as its stage-1 model
+with the chosen correction in the head. Neither needs the dataset: classes, counts and the test-time
+preprocessing come from the run's metrics.json (:mod:`longtail.workflows.run_inputs`).
+
 INPUT: image files, folders (searched recursively for .jpg/.jpeg/.png/.bmp/.webp) or split lists
 (``relative/path [label]`` per line, paths relative to ``--root``). Each image gets the run's test-time
 preprocessing (converted to the run's channels and, for the in-memory datasets, resized to their image
@@ -28,12 +32,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import ConfigError
 from ..engine import distributed as dist_utils
-from ..engine import load_checkpoint
 from ..samplers import SequentialShardSampler
-from . import build
-from .evaluate import load_run_config, locate
 from .output import make_console
-from .run_inputs import run_inputs
+from .run_inputs import load_trained_model
 
 console = make_console(soft_wrap=True)  # no hard wraps inside paths
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -105,20 +106,19 @@ def prior_log(prior: str, counts: list[int]) -> torch.Tensor | None:
 def run_predict(target: str | Path, inputs: Sequence[str], *, out: str | Path | None = None, root: str | None = None,
                 top_k: int = 5, prior: str = "uniform", batch_size: int = 256, device: str = "auto",
                 data_root: str | Path | None = None) -> dict:
-    """The run's classes and test-time preprocessing come from its ``metrics.json``; ``data_root``: rebuild
+    """``target``: a run directory, weights file or post-hoc run (its stage-1 model with the correction in the
+    head). The run's classes and test-time preprocessing come from its ``metrics.json``; ``data_root``: rebuild
     them from the run's dataset there instead (runs trained before longtail recorded them, whose data moved)."""
-    run_dir, weights = locate(target)
-    cfg = load_run_config(run_dir)
     info = dist_utils.setup(device)
     paths = collect_inputs(inputs, root)
-    data = run_inputs(run_dir, cfg, data_root, f"longtail predict {target} ... --data-root PATH")
-    model = build.build_model(cfg, data).to(info.device)
-    model.load_state_dict(load_checkpoint(weights)["model"])
+    trained = load_trained_model(target, data_root, f"longtail predict {target} ... --data-root PATH")
+    run_dir, cfg, data = trained.run_dir, trained.cfg, trained.inputs
+    model = trained.model.to(info.device)
     dataset = ImageFiles(paths, data.preprocess)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=_collate, num_workers=cfg.num_workers,
                         sampler=SequentialShardSampler(len(dataset), num_replicas=info.world_size, rank=info.rank))
     logits, indices, failures = _predict_readable(model, loader, info)
-    logits = logits * build.probability_scale(cfg, data)  # from here on, logits whose softmax is the model's belief
+    logits = logits * trained.probability_scale  # from here on, logits whose softmax is the model's belief
     shift = prior_log(prior, data.class_counts)
     if shift is not None:
         logits = logits + shift

@@ -1,9 +1,13 @@
-"""What `longtail predict` and `longtail export` need of a run's data, read from the run itself.
+"""What `longtail predict` and `longtail export` need of a run: its model and data pipeline, read from the run itself.
 
 A run records its class names, training counts and test-time input pipeline (:class:`~longtail.data.inputs.
 InputSpec`) in ``metrics.json``, so applying or exporting it needs neither the dataset nor the time to load
 it (CIFAR: decoding 60,000 JPEGs). Runs that predate the record, datasets whose pipeline the record cannot
 describe, and an explicit ``--data-root`` rebuild the data as `longtail eval` does.
+
+A post-hoc run (`longtail posthoc`: tau-norm or logit adjustment of a stage-1 run, no weights of its own) is
+its stage-1 model with the chosen correction baked into the linear head, so its plain logits are the
+corrected ones.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from typing import Callable
 import torch
 from PIL import Image
 
-from ..config import TrainConfig
+from ..config import ConfigError, TrainConfig
 from ..data import ArrayImageDataset
 from ..data.inputs import InputSpec, to_pixels
+from ..engine import load_checkpoint
 from ..engine.trainer import METRICS_FILE
-from .evaluate import rebuild_run_data
+from ..evaluation import correct_linear_head
+from . import build
+from .evaluate import load_run_config, locate, rebuild_run_data
 
 
 @dataclass
@@ -38,6 +45,52 @@ class RunInputs:
     @property
     def num_classes(self) -> int:
         return len(self.class_counts)
+
+
+@dataclass
+class TrainedModel:
+    run_dir: Path  # the run asked for (a post-hoc run's own directory: outputs default there)
+    weights: Path  # the weights file loaded (a post-hoc run's: its stage-1 run's)
+    cfg: TrainConfig  # the training config of the weights
+    model: torch.nn.Module  # on the CPU, eval mode; a post-hoc correction already in its head
+    inputs: RunInputs
+    probability_scale: float  # softmax(scale * logits) are the model's probabilities (LDAM: s, else 1)
+    posthoc: dict | None  # method, tau and stage-1 run of a post-hoc run
+
+
+def load_trained_model(target: str | Path, data_root: str | Path | None, how_to_pass: str) -> TrainedModel:
+    """The model of a run directory or weights file, or of a post-hoc run (see the module's docstring)."""
+    run_dir = Path(target)
+    posthoc = _posthoc_record(run_dir)
+    if posthoc is not None:
+        stage1 = Path(posthoc["from_run"])
+        if not stage1.is_dir():
+            raise ConfigError(f"{run_dir} is a post-hoc correction of the run {stage1}, which does not exist here "
+                              "(paths are as given to `longtail posthoc`; run from the folder it was run from, or "
+                              "apply the stage-1 run directly)")
+        stage1_dir, weights = stage1, stage1 / posthoc["weights"]
+    else:
+        run_dir, weights = locate(target)
+        stage1_dir = run_dir
+    cfg = load_run_config(stage1_dir)
+    inputs = run_inputs(stage1_dir, cfg, data_root, how_to_pass)
+    model = build.build_model(cfg, inputs)
+    model.load_state_dict(load_checkpoint(weights)["model"])
+    scale = build.probability_scale(cfg, inputs)
+    if posthoc is not None:
+        try:
+            correct_linear_head(model.head, posthoc["method"], float(posthoc["tau"]), inputs.class_counts, scale)
+        except ValueError as err:
+            raise ConfigError(f"{run_dir}: {err}") from None
+    return TrainedModel(run_dir, weights, cfg, model.eval(), inputs, scale, posthoc)
+
+
+def _posthoc_record(path: Path) -> dict | None:
+    """The ``posthoc`` entry of a post-hoc run directory's metrics.json (None for anything else)."""
+    metrics = path / METRICS_FILE
+    if not path.is_dir() or any((path / name).is_file() for name in ("best.pt", "checkpoint.pt")) or not metrics.is_file():
+        return None
+    return json.loads(metrics.read_text()).get("posthoc")
 
 
 def run_inputs(run_dir: Path, cfg: TrainConfig, data_root: str | Path | None, how_to_pass: str) -> RunInputs:

@@ -1,0 +1,70 @@
+"""`longtail predict` and `longtail export` on a post-hoc run (tau-norm, logit adjustment), which has no weights
+of its own: the stage-1 model with the correction in its head. Its predictions on the test images score what
+the post-hoc run recorded, class by class."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers.runs import read_metrics, tiny_args
+from longtail.cli.main import main
+from longtail.workflows import build
+from longtail.workflows.evaluate import load_run_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory):
+    """A tiny CE run, its test images as PNG files and their labels."""
+    base = tmp_path_factory.mktemp("posthoc_predict")
+    assert main(["train", *tiny_args(base, "ce"), "--quiet"]) == 0
+    data = build.build_data(load_run_config(base / "ce"))
+    folder = base / "images"
+    folder.mkdir()
+    for i in range(len(data.test)):
+        Image.fromarray(data.test.images[i, 0].numpy()).save(folder / f"{i:03d}.png")
+    assert main(["predict", str(base / "ce"), str(folder), "--out", str(base / "ce_pred")]) == 0
+    return base, folder, data.test.targets, np.load(base / "ce_pred" / "logits.npz")["logits"]
+
+
+@pytest.mark.parametrize("method", ["posthoc_la", "tau_norm"])
+def test_predict_on_a_posthoc_run_scores_what_it_recorded(stage1, method, tmp_path):
+    base, folder, targets, plain = stage1
+    assert main(["posthoc", str(REPO / f"configs/fashion_mnist_lt/{method}.yaml"), f"from_run={base / 'ce'}",
+                 f"output_dir={tmp_path}", "name=corrected", "tau=1", "--quiet"]) == 0
+    run = tmp_path / "corrected"
+    recorded = read_metrics(run)
+    assert main(["predict", str(run), str(folder)]) == 0  # outputs default to the post-hoc run's own folder
+    logits = np.load(run / "predictions" / "logits.npz")["logits"]
+    predicted = torch.from_numpy(logits).argmax(1)
+    per_class = [float((predicted[targets == c] == c).double().mean()) for c in range(len(recorded["class_counts"]))]
+    assert per_class == pytest.approx(recorded["test"]["per_class"], abs=1e-9)
+    assert not np.allclose(logits, plain, atol=1e-3)  # the correction acts
+    if method == "posthoc_la":  # z - tau log p, exactly
+        counts = np.array(recorded["class_counts"], dtype=np.float64)
+        np.testing.assert_allclose(logits, plain - np.log(counts / counts.sum()), atol=1e-5)
+
+    assert main(["export", str(run), "--out", str(tmp_path / "exported")]) == 0
+    card = json.loads((tmp_path / "exported" / "model.json").read_text())
+    assert card["posthoc"]["method"] == recorded["posthoc"]["method"] and card["posthoc"]["tau"] == 1
+    scripted = torch.jit.load(str(tmp_path / "exported" / "model.torchscript.pt"))
+    images = torch.stack([(torch.from_numpy(np.array(Image.open(p), dtype=np.float32))[None] / 255 - 0.5) / 0.25
+                          for p in sorted(folder.glob("*.png"))])  # synthetic_lt's normalisation
+    torch.testing.assert_close(scripted(images), torch.from_numpy(logits), atol=1e-4, rtol=0)
+
+
+def test_a_posthoc_run_whose_stage1_run_is_gone_says_so(stage1, tmp_path, capsys):
+    base, folder, _, _ = stage1
+    run = tmp_path / "la"
+    run.mkdir()
+    metrics = {"class_counts": [1, 2], "posthoc": {"method": "logit_adjust", "tau": 1.0, "weights": "best.pt",
+                                                   "from_run": str(tmp_path / "moved_away")}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["predict", str(run), str(folder)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "is a post-hoc correction of the run" in err and "moved_away" in err and "does not exist here" in err
