@@ -68,3 +68,12 @@ def test_a_posthoc_run_whose_stage1_run_is_gone_says_so(stage1, tmp_path, capsys
     assert main(["predict", str(run), str(folder)]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "is a post-hoc correction of the run" in err and "moved_away" in err and "does not exist here" in err
+
+
+def test_eval_on_a_posthoc_run_says_what_it_is_and_what_applies_it(stage1, tmp_path, capsys):
+    base, _, _, _ = stage1
+    assert main(["posthoc", str(REPO / "configs/fashion_mnist_lt/posthoc_la.yaml"), f"from_run={base / 'ce'}",
+                 f"output_dir={tmp_path}", "name=la", "tau=1", "--quiet"]) == 0
+    assert main(["eval", str(tmp_path / "la")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "is a post-hoc run (logit_adjust of" in err and "`longtail predict` and `longtail export` apply it" in err

@@ -25,7 +25,17 @@ console = make_console()
 
 def locate(target: str | Path) -> tuple[Path, Path]:
     """(run directory, weights file) from a run directory or a checkpoint path."""
-    return find_weights(target, hint="give a longtail run directory such as runs/ce, or a .pt file")
+    try:
+        return find_weights(target, hint="give a longtail run directory such as runs/ce, or a .pt file")
+    except CheckpointError:
+        metrics = Path(target) / "metrics.json"
+        posthoc = json.loads(metrics.read_text()).get("posthoc") if metrics.is_file() else None
+        if posthoc:
+            raise CheckpointError(
+                f"{target} is a post-hoc run ({posthoc.get('method')} of {posthoc.get('from_run')}, tau "
+                f"{posthoc.get('tau')}) with no weights of its own: its test scores are in its metrics.json; "
+                "`longtail predict` and `longtail export` apply it (the stage-1 model with the correction)") from None
+        raise
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:
