@@ -41,7 +41,7 @@ class TrainConfig:
     persistent_workers: bool = False  # keep loader workers across epochs (GPU speed; resume is then not bit-exact)
     threads: Optional[int] = None  # torch intra-op threads (default: torch's choice, recorded in metrics.json)
     channels_last: bool = False  # model and batches in channels_last memory format (faster convolutions on CPU)
-    amp: Optional[str] = None  # mixed precision: bf16 | fp16 (with a GradScaler); null = float32
+    amp: Optional[str] = None  # mixed-precision training: bf16 | fp16 (GradScaler); null = float32; the test pass stays float32
     compile: bool = False  # torch.compile the trained model (eager, with a message, when it does not compile)
     # --- data ---
     dataset: str = "fashion_mnist_lt"

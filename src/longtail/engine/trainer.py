@@ -236,8 +236,9 @@ class Trainer:
 
     # --- testing ------------------------------------------------------------------------------------------
     def predict(self, loader: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and targets of the current model over ``loader`` (a collective under DDP)."""
-        return predict(self.model, loader, self.dist.device, self.memory_format, self.amp)
+        """Logits and targets of the current model over ``loader`` (a collective under DDP), in float32 whatever
+        the run's ``amp`` (the test pass: its figures are the ones `longtail eval` gives for the same weights)."""
+        return predict(self.model, loader, self.dist.device, self.memory_format)
 
     def load_selected(self) -> None:
         """Put the selected weights (best on val) into the model, if the last epoch is not the selected one."""
@@ -254,7 +255,8 @@ class Trainer:
     def test(self, test_loader: Iterable, report_loader: Iterable | None = None) -> dict[str, Any]:
         """Score the last model and the selected one on ``test_loader``; returns the final metrics (written to
         metrics.json with the test logits, reports and plots when there is a run directory). ``report_loader``
-        (the val split, unshuffled): its logits are saved too, for post-hoc methods."""
+        (the val split, unshuffled): its logits are saved too, for post-hoc methods. In float32 whatever the run's
+        ``amp``, like `longtail eval`."""
         from ..evaluation import score_logits, write_prediction_reports
         from ..evaluation.plots import plot_per_class_accuracy
 
