@@ -58,16 +58,22 @@ def test_predict_on_a_posthoc_run_scores_what_it_recorded(stage1, method, tmp_pa
     torch.testing.assert_close(scripted(images), torch.from_numpy(logits), atol=1e-4, rtol=0)
 
 
-def test_a_posthoc_run_whose_stage1_run_is_gone_says_so(stage1, tmp_path, capsys):
+def test_a_posthoc_run_finds_its_stage1_run_beside_it_or_says_it_is_gone(stage1, tmp_path, capsys):
+    """A suite's folder moved as a whole: the stage-1 run named in the post-hoc run is found beside it."""
+    import shutil
+
     base, folder, _, _ = stage1
-    run = tmp_path / "la"
-    run.mkdir()
-    metrics = {"class_counts": [1, 2], "posthoc": {"method": "logit_adjust", "tau": 1.0, "weights": "best.pt",
-                                                   "from_run": str(tmp_path / "moved_away")}}
-    (run / "metrics.json").write_text(json.dumps(metrics))
-    assert main(["predict", str(run), str(folder)]) == 2
+    assert main(["posthoc", str(REPO / "configs/fashion_mnist_lt/posthoc_la.yaml"), f"from_run={base / 'ce'}",
+                 f"output_dir={tmp_path / 'suite'}", "name=la", "tau=1", "--quiet"]) == 0
+    shutil.copytree(base / "ce", tmp_path / "suite" / "ce")
+    metrics = json.loads((tmp_path / "suite" / "la" / "metrics.json").read_text())
+    metrics["posthoc"]["from_run"] = str(tmp_path / "moved_away" / "ce")  # where the suite was
+    (tmp_path / "suite" / "la" / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["predict", str(tmp_path / "suite" / "la"), str(folder / "000.png"), "--out", str(tmp_path / "p")]) == 0
+    shutil.rmtree(tmp_path / "suite" / "ce")
+    assert main(["predict", str(tmp_path / "suite" / "la"), str(folder / "000.png")]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "is a post-hoc correction of the run" in err and "moved_away" in err and "does not exist here" in err
+    assert "is a post-hoc correction of the run" in err and "moved_away" in err and "is not found there nor beside it" in err
 
 
 def test_eval_on_a_posthoc_run_says_what_it_is_and_what_applies_it(stage1, tmp_path, capsys):

@@ -12,7 +12,7 @@ from PIL import Image
 from ..data.transforms import normalisation_of
 from ..models.export import export_classifier
 from .output import make_console
-from .run_inputs import RunInputs, load_trained_model
+from .trained_model import RunInputs, load_trained_model
 
 console = make_console()
 

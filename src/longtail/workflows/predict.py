@@ -2,7 +2,7 @@
 
 RUN: a run directory or weights file, or a post-hoc run (`longtail posthoc`), applied as its stage-1 model
 with the chosen correction in the head. Neither needs the dataset: classes, counts and the test-time
-preprocessing come from the run's metrics.json (:mod:`longtail.workflows.run_inputs`).
+preprocessing come from the run's metrics.json (:mod:`longtail.workflows.trained_model`).
 
 INPUT: image files, folders (searched recursively for .jpg/.jpeg/.png/.bmp/.webp) or split lists
 (``relative/path [label]`` per line, paths relative to ``--root``). Each image gets the run's test-time
@@ -34,7 +34,7 @@ from ..config import ConfigError
 from ..engine import distributed as dist_utils
 from ..samplers import SequentialShardSampler
 from .output import make_console
-from .run_inputs import load_trained_model
+from .trained_model import load_trained_model
 
 console = make_console(soft_wrap=True)  # no hard wraps inside paths
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")

@@ -40,7 +40,6 @@ class RunInputs:
     in_channels: int
     image_size: int
     preprocess: Callable[[Image.Image], torch.Tensor]  # PIL image -> the tensor the model was tested on
-    source: str  # "recorded in metrics.json" or "rebuilt from <data_root>"
 
     @property
     def num_classes(self) -> int:
@@ -63,12 +62,8 @@ def load_trained_model(target: str | Path, data_root: str | Path | None, how_to_
     run_dir = Path(target)
     posthoc = _posthoc_record(run_dir)
     if posthoc is not None:
-        stage1 = Path(posthoc["from_run"])
-        if not stage1.is_dir():
-            raise ConfigError(f"{run_dir} is a post-hoc correction of the run {stage1}, which does not exist here "
-                              "(paths are as given to `longtail posthoc`; run from the folder it was run from, or "
-                              "apply the stage-1 run directly)")
-        stage1_dir, weights = stage1, stage1 / posthoc["weights"]
+        stage1_dir = _stage1_of(run_dir, posthoc)
+        weights = stage1_dir / posthoc["weights"]
     else:
         run_dir, weights = locate(target)
         stage1_dir = run_dir
@@ -93,6 +88,18 @@ def _posthoc_record(path: Path) -> dict | None:
     return json.loads(metrics.read_text()).get("posthoc")
 
 
+def _stage1_of(run_dir: Path, posthoc: dict) -> Path:
+    """The stage-1 run of a post-hoc run: its ``from_run`` as given to `longtail posthoc` (relative to where that
+    ran), else the run of that name beside the post-hoc run (a suite's folder, moved as a whole)."""
+    given = Path(posthoc["from_run"])
+    for candidate in (given, run_dir.parent / given.name):
+        if (candidate / posthoc["weights"]).is_file():
+            return candidate
+    raise ConfigError(f"{run_dir} is a post-hoc correction of the run {given}, whose {posthoc['weights']} is not found "
+                      f"there nor beside it ({run_dir.parent / given.name}): run from the folder `longtail posthoc` "
+                      "ran in, or apply the stage-1 run directly")
+
+
 def run_inputs(run_dir: Path, cfg: TrainConfig, data_root: str | Path | None, how_to_pass: str) -> RunInputs:
     """From the run's record unless ``data_root`` is given or the run has none; else from its rebuilt data."""
     path = run_dir / METRICS_FILE
@@ -100,12 +107,11 @@ def run_inputs(run_dir: Path, cfg: TrainConfig, data_root: str | Path | None, ho
     if data_root is None and all(recorded.get(k) for k in ("inputs", "class_names", "class_counts")):
         spec = InputSpec.from_dict(recorded["inputs"])
         return RunInputs(list(recorded["class_names"]), [int(n) for n in recorded["class_counts"]], spec.in_channels,
-                         spec.image_size, spec.preprocess(), f"recorded in {path}")
+                         spec.image_size, spec.preprocess())
     data = rebuild_run_data(run_dir, cfg, data_root, how_to_pass)
     spec = InputSpec.of(data)
     preprocess = spec.preprocess() if spec is not None else _dataset_preprocess(data)
-    return RunInputs(list(data.class_names), list(data.class_counts), data.in_channels, data.image_size, preprocess,
-                     f"rebuilt from {cfg.data_root}")
+    return RunInputs(list(data.class_names), list(data.class_counts), data.in_channels, data.image_size, preprocess)
 
 
 def _dataset_preprocess(data) -> Callable[[Image.Image], torch.Tensor]:
