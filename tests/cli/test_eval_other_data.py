@@ -116,8 +116,9 @@ def test_predict_and_export_need_no_data_and_give_what_the_data_gives(trained, t
                         json.loads((tmp_path / f"export_{how}" / "model.json").read_text()))
     np.testing.assert_allclose(outputs["recorded"][0], outputs["rebuilt"][0], atol=1e-6)
     assert outputs["recorded"][1] == outputs["rebuilt"][1]
-    for key in ("class_names", "class_counts", "input_shape", "normalise", "num_classes"):
+    for key in ("class_names", "class_counts", "input_shape", "normalise", "num_classes", "preprocess"):
         assert outputs["recorded"][2][key] == outputs["rebuilt"][2][key], key
+    assert outputs["recorded"][2]["preprocess"].startswith("RGB; resize to 32x32 (bilinear) where the size differs")
 
 
 def test_a_run_without_the_record_rebuilds_the_data_or_says_where_to_find_it(trained, tmp_path, capsys):

@@ -51,6 +51,15 @@ class InputSpec:
         return cls(dataset=str(values["dataset"]), in_channels=int(values["in_channels"]),
                    image_size=int(values["image_size"]), in_memory=bool(values["in_memory"]))
 
+    def describe(self) -> str:
+        """The pipeline in words, for a model used outside longtail (the export card)."""
+        mode = "grayscale" if self.in_channels == 1 else "RGB"
+        mean, std = normalisation_of(self.dataset)
+        size = self.image_size
+        geometry = (f"resize to {size}x{size} (bilinear) where the size differs" if self.in_memory else
+                    f"resize the shorter side to {round(size * 256 / 224)} (bilinear, antialiased), centre crop {size}x{size}")
+        return f"{mode}; {geometry}; uint8 / 255; normalise with mean {list(mean)} and std {list(std)}; (C, H, W)"
+
     def preprocess(self) -> Callable[[Image.Image], Tensor]:
         """PIL image -> the (C, H, W) float tensor the model was tested on."""
         mode = "L" if self.in_channels == 1 else "RGB"

@@ -29,7 +29,7 @@ def run_export(target: str | Path, out: str | Path | None = None, data_root: str
             "model_options": cfg.model_options, "head": cfg.head, "loss": cfg.loss, "sampler": cfg.sampler,
             "num_classes": data.num_classes, "in_channels": data.in_channels, "class_names": data.class_names,
             "class_counts": data.class_counts, "normalise": {"scale": "uint8 / 255", "mean": list(mean), "std": list(std)},
-            "probability_scale": trained.probability_scale,
+            "preprocess": data.pipeline or f"the test transform of {cfg.dataset}", "probability_scale": trained.probability_scale,
             "output": "plain logits (no training-time prior correction); softmax(probability_scale * logits) for "
                       "probabilities (the scale is 1 but for losses such as LDAM that scale cosine logits)"}
     if trained.posthoc is not None:

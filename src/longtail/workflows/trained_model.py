@@ -40,6 +40,7 @@ class RunInputs:
     in_channels: int
     image_size: int
     preprocess: Callable[[Image.Image], torch.Tensor]  # PIL image -> the tensor the model was tested on
+    pipeline: str | None = None  # that preprocessing in words (None: the dataset's own transform, undescribed)
 
     @property
     def num_classes(self) -> int:
@@ -107,11 +108,12 @@ def run_inputs(run_dir: Path, cfg: TrainConfig, data_root: str | Path | None, ho
     if data_root is None and all(recorded.get(k) for k in ("inputs", "class_names", "class_counts")):
         spec = InputSpec.from_dict(recorded["inputs"])
         return RunInputs(list(recorded["class_names"]), [int(n) for n in recorded["class_counts"]], spec.in_channels,
-                         spec.image_size, spec.preprocess())
+                         spec.image_size, spec.preprocess(), spec.describe())
     data = rebuild_run_data(run_dir, cfg, data_root, how_to_pass)
     spec = InputSpec.of(data)
     preprocess = spec.preprocess() if spec is not None else _dataset_preprocess(data)
-    return RunInputs(list(data.class_names), list(data.class_counts), data.in_channels, data.image_size, preprocess)
+    return RunInputs(list(data.class_names), list(data.class_counts), data.in_channels, data.image_size, preprocess,
+                     spec.describe() if spec is not None else None)
 
 
 def _dataset_preprocess(data) -> Callable[[Image.Image], torch.Tensor]:
