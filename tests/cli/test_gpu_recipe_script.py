@@ -31,6 +31,7 @@ def test_gpu_recipe_script_runs_on_cpu_with_tiny_settings(tmp_path):
         assert metrics["finished"] and abs(100 * metrics["test"]["mean_class"] - ours) < 0.006
     balms = yaml.safe_load((out / "balms" / "config.yaml").read_text())
     assert balms["sampler"] == "meta" and balms["loss"] == "balanced_softmax" and Path(balms["init_from"]) == out / "ce"
+    assert balms["cache_features"] is True and balms["cache_views"] is None  # the default: one cached view per epoch
     ce = yaml.safe_load((out / "ce" / "config.yaml").read_text())
     assert ce["epochs"] == 1 and ce["batch_size"] == 64 and ce["lr"] == 0.1  # tiny length, the recipe otherwise
     assert "autoaugment" not in ce["dataset_options"]  # the dataset's default training transform: AutoAugment + Cutout
@@ -38,13 +39,15 @@ def test_gpu_recipe_script_runs_on_cpu_with_tiny_settings(tmp_path):
     # a later call with --methods balms trains BALMS again from the CE run the first call left in --out
     first_balms = (out / "balms" / "metrics.json").read_text()
     ce_before = (out / "ce" / "metrics.json").read_text()
-    again = run_script(out, "--methods", "balms")
+    again = run_script(out, "--methods", "balms", "--balms-features", "recomputed")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     table = [line for line in again.stdout.splitlines() if line.startswith("| ") and not line.startswith("| method |")]
     assert [row.split(" | ")[0] for row in table] == ["| CE (softmax)", "| Balanced Softmax", "| BALMS"]
     assert "an earlier call" in table[0] and "an earlier call" not in table[2]
     assert (out / "ce" / "metrics.json").read_text() == ce_before  # CE not retrained
     assert json.loads((out / "balms" / "metrics.json").read_text())["written_at"] != json.loads(first_balms)["written_at"]
+    assert yaml.safe_load((out / "balms" / "config.yaml").read_text())["cache_features"] is False
+    assert json.loads((out / "balms" / "metrics.json").read_text())["stage2"]["features"] == "recomputed"
 
 
 @pytest.mark.skipif(not SLICE.is_file(), reason=f"the 2,000-image CIFAR-10 slice is not at {SLICE} (set LONGTAIL_CIFAR10_SLICE)")
