@@ -147,3 +147,30 @@ def test_a_mistyped_fashion_mnist_root_is_not_created(tmp_path, capsys):
                  "epochs=1"]) == 2
     assert f"data_root {typo} does not exist" in err_of(capsys)
     assert not typo.exists() and not (tmp_path / "dat").exists()
+
+
+def test_help_list_keys_and_config_errors_answer_before_torch_is_imported():
+    """torch and torchvision take 3-4 s to import; `--help`, `--list-keys` and a bad config path or key need neither."""
+    import subprocess
+    import sys
+
+    from helpers.runs import subprocess_env
+
+    code = ("import sys, contextlib, io\n"
+            "from longtail.cli.main import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+            "    codes = [main(['train', '--list-keys']), main(['train', 'no_such.yaml']), main(['train', 'dataset=x', 'lr=fast']),\n"
+            "             main(['posthoc', 'no_such.yaml']), main(['detect', 'train', '--list-keys'])]\n"
+            "print(codes, 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert out.stdout.split() == ["[0,", "2,", "2,", "2,", "0]", "False"], out.stdout + out.stderr
+
+
+def test_the_expected_error_classes_exist_where_the_command_line_looks_for_them():
+    import importlib
+
+    from longtail.cli.main import ExpectedErrors
+
+    for module, names in ExpectedErrors.CLASSES.items():
+        for name in names:
+            assert issubclass(getattr(importlib.import_module(module), name), Exception), f"{module}.{name}"

@@ -10,10 +10,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..config import ConfigError, TrainConfig, describe_keys
-from ..data.sources import DatasetNotFoundError
-from ..data.split_file import ImageLoadError
-from ..engine import CheckpointError, NonFiniteLossError
-from ..engine.run_dir import RunDirInUseError
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -185,6 +181,26 @@ def _add_posthoc(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
+class ExpectedErrors:
+    """The errors that say what is wrong with the user's input or files: one line, exit 2, no traceback.
+
+    Their classes live in modules that import torch (3-4 s), which `--help`, `--list-keys` and a mistyped config
+    path never need: an error of a class whose module was never imported cannot have been raised, so the
+    ``except`` clause asks only the loaded modules for theirs."""
+
+    CLASSES = {"longtail.config": ("ConfigError",), "longtail.data.sources": ("DatasetNotFoundError",),
+               "longtail.data.split_file": ("ImageLoadError",), "longtail.engine.checkpoint": ("CheckpointError",),
+               "longtail.engine.loop": ("NonFiniteLossError",), "longtail.engine.run_dir": ("RunDirInUseError",)}
+
+    def loaded(self) -> tuple[type[BaseException], ...]:
+        found = [getattr(sys.modules[module], name) for module, names in self.CLASSES.items()
+                 if module in sys.modules for name in names]
+        return (FileNotFoundError, *found)
+
+
+EXPECTED_ERRORS = ExpectedErrors()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="longtail", description="Long-tailed visual recognition: train, evaluate and "
                                      "compare Balanced Softmax, BALMS, BAGS and the baselines.")
@@ -247,7 +263,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_detect_command(args) -> None:
     """Dispatch of `longtail detect train | eval | compare`."""
     from ..config import DetectConfig, load_config
-    from ..workflows.detect import run_detection_eval, run_detection_training
 
     if args.detect_command == "train":
         if args.list_keys:
@@ -258,9 +273,11 @@ def run_detect_command(args) -> None:
         config, overrides = args.config, list(args.overrides)
         if "=" in config:  # no file, only overrides
             overrides, config = [config] + overrides, None
-        run_detection_training(load_config(DetectConfig, config, overrides), resume=args.resume,
-                               overwrite=args.overwrite, quiet=args.quiet)
+        cfg = load_config(DetectConfig, config, overrides)  # a bad file or key is reported before torch loads
+        from ..workflows.detect import run_detection_training
+        run_detection_training(cfg, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
     elif args.detect_command == "eval":
+        from ..workflows.detect import run_detection_eval
         run_detection_eval(args.run, split=args.split, test_json=args.test_json, max_dets=args.max_dets,
                            device=args.device, as_json=args.json, save=args.save)
     elif args.detect_command == "compare":
@@ -279,13 +296,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.config is None:
                 raise ConfigError("give a config file, e.g. longtail train configs/fashion_mnist_lt/ce.yaml")
             from ..config import load_config
-            from ..workflows.train import run_training
             config = args.config
             overrides = list(args.overrides)
             if "=" in config:  # no file, only overrides
                 overrides, config = [config] + overrides, None
-            run_training(load_config(TrainConfig, config, overrides), resume=args.resume, overwrite=args.overwrite,
-                         quiet=args.quiet)
+            cfg = load_config(TrainConfig, config, overrides)  # a bad file or key is reported before torch loads
+            from ..workflows.train import run_training
+            run_training(cfg, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
         elif args.command == "eval":
             from ..workflows.evaluate import run_eval
             run_eval(args.target, split=args.split, device=args.device, as_json=args.json, features=args.features,
@@ -323,18 +340,18 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if summary["failed"] else 0
         elif args.command == "posthoc":
             from ..config import PosthocConfig, load_config
-            from ..workflows.posthoc import run_posthoc
             config, overrides = args.config, list(args.overrides)
             if "=" in config:  # no file, only overrides
                 overrides, config = [config] + overrides, None
-            run_posthoc(load_config(PosthocConfig, config, overrides), quiet=args.quiet)
+            cfg = load_config(PosthocConfig, config, overrides)  # a bad file or key is reported before torch loads
+            from ..workflows.posthoc import run_posthoc
+            run_posthoc(cfg, quiet=args.quiet)
         elif args.command == "demo":
             from ..workflows.demo import run_demo
             run_demo(args.output_dir, seeds=args.seeds, epochs=args.epochs, configs=args.configs,
                      overrides=args.overrides)
         return 0
-    except (ConfigError, DatasetNotFoundError, CheckpointError, NonFiniteLossError, FileNotFoundError,
-            ImageLoadError, RunDirInUseError) as err:
+    except EXPECTED_ERRORS.loaded() as err:
         err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)  # no hard wraps inside paths
         return 2
     except (ValueError, KeyError) as err:
