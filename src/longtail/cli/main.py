@@ -181,24 +181,18 @@ def _add_posthoc(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
-class ExpectedErrors:
-    """The errors that say what is wrong with the user's input or files: one line, exit 2, no traceback.
-
-    Their classes live in modules that import torch (3-4 s), which `--help`, `--list-keys` and a mistyped config
-    path never need: an error of a class whose module was never imported cannot have been raised, so the
-    ``except`` clause asks only the loaded modules for theirs."""
-
-    CLASSES = {"longtail.config": ("ConfigError",), "longtail.data.sources": ("DatasetNotFoundError",),
-               "longtail.data.split_file": ("ImageLoadError",), "longtail.engine.checkpoint": ("CheckpointError",),
-               "longtail.engine.loop": ("NonFiniteLossError",), "longtail.engine.run_dir": ("RunDirInUseError",)}
-
-    def loaded(self) -> tuple[type[BaseException], ...]:
-        found = [getattr(sys.modules[module], name) for module, names in self.CLASSES.items()
-                 if module in sys.modules for name in names]
-        return (FileNotFoundError, *found)
+# The errors that say what is wrong with the user's input or files (one line, exit 2, no traceback), by module.
+EXPECTED_ERRORS = {"longtail.config": ("ConfigError",), "longtail.data.sources": ("DatasetNotFoundError",),
+                   "longtail.data.split_file": ("ImageLoadError",), "longtail.engine.checkpoint": ("CheckpointError",),
+                   "longtail.engine.loop": ("NonFiniteLossError",), "longtail.engine.run_dir": ("RunDirInUseError",)}
 
 
-EXPECTED_ERRORS = ExpectedErrors()
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The classes of :data:`EXPECTED_ERRORS` whose modules are loaded. Most import torch (3-4 s), which `--help`,
+    `--list-keys` and a mistyped config path never need; an error whose module was never imported cannot have
+    been raised, so the ``except`` clause need not import it."""
+    return (FileNotFoundError, *(getattr(sys.modules[module], name) for module, names in EXPECTED_ERRORS.items()
+                                 if module in sys.modules for name in names))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             run_demo(args.output_dir, seeds=args.seeds, epochs=args.epochs, configs=args.configs,
                      overrides=args.overrides)
         return 0
-    except EXPECTED_ERRORS.loaded() as err:
+    except expected_errors() as err:
         err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)  # no hard wraps inside paths
         return 2
     except (ValueError, KeyError) as err:
