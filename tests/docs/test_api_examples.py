@@ -34,7 +34,7 @@ def run_example(code: str, folder: Path, *command: str) -> str:
 
 
 def test_the_documented_examples_are_found():
-    assert len(examples()) == 5, list(examples())
+    assert len(examples()) == 6, list(examples())
 
 
 def test_decoupled_balms_on_your_own_model(tmp_path):
@@ -49,6 +49,13 @@ def test_mixing_with_a_long_tail_loss(tmp_path):
     out = run_example(examples()["Mixup, CutMix or ReMix with a long-tail loss in your own loop"], tmp_path)
     sums = json.loads(re.search(r"soft targets sum to (\[.*?\])", out).group(1))
     assert sums == [1.0, 1.0, 1.0] and float(out.split("loss")[-1]) > 0
+
+
+def test_a_trained_run_in_your_own_code(tmp_path):
+    out = run_example(examples()["A trained run in your own code, without its dataset"], tmp_path)
+    found = re.search(r"classes (\[.*?\]) predicted (\S+) probability ([0-9.]+)", out)
+    names = eval(found.group(1))
+    assert len(names) == 6 and found.group(2) in names and 1 / 6 <= float(found.group(3)) <= 1
 
 
 def test_your_own_sampler(tmp_path):

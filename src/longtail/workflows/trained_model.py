@@ -58,8 +58,11 @@ class TrainedModel:
     posthoc: dict | None  # method, tau and stage-1 run of a post-hoc run
 
 
-def load_trained_model(target: str | Path, data_root: str | Path | None, how_to_pass: str) -> TrainedModel:
-    """The model of a run directory or weights file, or of a post-hoc run (see the module's docstring)."""
+def load_trained_model(target: str | Path, data_root: str | Path | None = None,
+                       how_to_pass: str = "data_root=PATH") -> TrainedModel:
+    """The model of a run directory or weights file, or of a post-hoc run (see the module's docstring), with
+    its classes and test-time preprocessing. ``data_root`` and ``how_to_pass``: for runs that must rebuild their
+    data (no record), where it is now and how the caller names that in an error."""
     run_dir = Path(target)
     posthoc = _posthoc_record(run_dir)
     if posthoc is not None:
