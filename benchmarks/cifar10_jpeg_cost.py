@@ -185,7 +185,7 @@ def test_on(run_dir: Path, data_root: Path) -> float:
     from longtail.engine import distributed, load_checkpoint, predict
     from longtail.evaluation import score_logits
     from longtail.workflows import build
-    from longtail.workflows.evaluate import load_run_config
+    from longtail.workflows.run_files import load_run_config
 
     torch.set_num_threads(1)
     cfg = load_run_config(run_dir)

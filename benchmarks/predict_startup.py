@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from longtail.data.inputs import InputSpec
-from longtail.workflows.evaluate import load_run_config, rebuild_run_data
+from longtail.workflows.run_files import load_run_config, rebuild_run_data
 
 
 def copy_run(run: Path, to: Path, inputs: dict | None) -> Path:

@@ -12,7 +12,7 @@ import yaml
 
 from helpers.cifar_stand_in import write_stand_in
 from longtail.cli.main import main
-from longtail.workflows.evaluate import other_data_dir
+from longtail.workflows.run_files import other_data_dir
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ from PIL import Image
 from helpers.runs import read_metrics, tiny_args
 from longtail.cli.main import main
 from longtail.workflows import build
-from longtail.workflows.evaluate import load_run_config
+from longtail.workflows.run_files import load_run_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,10 +76,23 @@ def test_a_posthoc_run_finds_its_stage1_run_beside_it_or_says_it_is_gone(stage1,
     assert "is a post-hoc correction of the run" in err and "moved_away" in err and "is not found there nor beside it" in err
 
 
-def test_eval_on_a_posthoc_run_says_what_it_is_and_what_applies_it(stage1, tmp_path, capsys):
+def test_eval_on_a_posthoc_run_scores_it_and_writes_its_reports(stage1, tmp_path, capsys):
+    """`longtail eval` on a post-hoc run gives the figures the post-hoc run recorded and writes the test reports
+    (confusion matrix, per-class CSV, calibration) that `longtail posthoc` does not; weights are asked of it in
+    vain, with a pointer to what applies it."""
     base, _, _, _ = stage1
-    assert main(["posthoc", str(REPO / "configs/fashion_mnist_lt/posthoc_la.yaml"), f"from_run={base / 'ce'}",
-                 f"output_dir={tmp_path}", "name=la", "tau=1", "--quiet"]) == 0
-    assert main(["eval", str(tmp_path / "la")]) == 2
+    assert main(["posthoc", str(REPO / "configs/fashion_mnist_lt/tau_norm.yaml"), f"from_run={base / 'ce'}",
+                 f"output_dir={tmp_path}", "name=tn", "tau=1", "--quiet"]) == 0
+    run = tmp_path / "tn"
+    recorded = read_metrics(run)["test"]
+    stage1_logits = (base / "ce" / "test_logits.npz").read_bytes()
+    assert main(["eval", str(run), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["per_class"] == pytest.approx(recorded["per_class"], abs=1e-9)
+    assert printed["ece"] == pytest.approx(recorded["ece"], abs=1e-6)
+    assert (run / "test_confusion_matrix.csv").is_file() and (run / "test_logits.npz").is_file()
+    assert (base / "ce" / "test_logits.npz").read_bytes() == stage1_logits  # the stage-1 run's reports are its own
+    assert main(["posthoc", str(REPO / "configs/fashion_mnist_lt/posthoc_la.yaml"), f"from_run={run}",
+                 f"output_dir={tmp_path}", "name=again", "--quiet"]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "is a post-hoc run (logit_adjust of" in err and "`longtail predict` and `longtail export` apply it" in err
+    assert "is a post-hoc run (tau_norm of" in err and "give its stage-1 run" in err

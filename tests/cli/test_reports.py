@@ -34,7 +34,7 @@ def test_exported_model_gives_the_runs_logits(tmp_path):
 
     from longtail.models import create_model
     from longtail.workflows import build
-    from longtail.workflows.evaluate import load_run_config
+    from longtail.workflows.run_files import load_run_config
 
     assert main(["train", *tiny_args(tmp_path, "run"), "--quiet"]) == 0
     run = tmp_path / "run"
@@ -65,7 +65,7 @@ def test_predict_on_image_files_matches_eval_and_reports_unreadable_ones(tmp_pat
     from PIL import Image
 
     from longtail.workflows import build
-    from longtail.workflows.evaluate import load_run_config
+    from longtail.workflows.run_files import load_run_config
 
     assert main(["train", *tiny_args(tmp_path, "run"), "--quiet"]) == 0
     run = tmp_path / "run"
@@ -212,7 +212,7 @@ def test_ldam_runs_report_the_probabilities_their_loss_trains(tmp_path):
 
     from longtail.evaluation import expected_calibration_error
     from longtail.workflows import build
-    from longtail.workflows.evaluate import load_run_config
+    from longtail.workflows.run_files import load_run_config
 
     assert main(["train", *tiny_args(tmp_path, "ldam", "loss=ldam", "head=cosine", "loss_options={scale: 16.0}"),
                  "--quiet"]) == 0

@@ -28,8 +28,8 @@ from ..engine.run_dir import RunDirectory
 from ..engine.trainer import METRICS_FILE, write_json_atomic
 from ..evaluation import posthoc_adjusted_logits, score_logits, select_tau, tau_grid, tau_grid_edge_note, tau_norm_logits
 from . import build
-from .evaluate import load_run_config, locate, rebuild_run_data
 from .output import make_console
+from .run_files import load_run_config, locate, rebuild_run_data
 
 console = make_console(soft_wrap=True)  # no hard wraps inside paths
 METHODS = ("logit_adjust", "tau_norm")

@@ -27,7 +27,7 @@ from ..engine import load_checkpoint
 from ..engine.trainer import METRICS_FILE
 from ..evaluation import correct_linear_head
 from . import build
-from .evaluate import load_run_config, locate, rebuild_run_data
+from .run_files import load_run_config, locate, rebuild_run_data
 
 
 @dataclass
@@ -63,25 +63,37 @@ def load_trained_model(target: str | Path, data_root: str | Path | None = None,
     """The model of a run directory or weights file, or of a post-hoc run (see the module's docstring), with
     its classes and test-time preprocessing. ``data_root`` and ``how_to_pass``: for runs that must rebuild their
     data (no record), where it is now and how the caller names that in an error."""
-    run_dir = Path(target)
-    posthoc = _posthoc_record(run_dir)
-    if posthoc is not None:
-        stage1_dir = _stage1_of(run_dir, posthoc)
-        weights = stage1_dir / posthoc["weights"]
-    else:
-        run_dir, weights = locate(target)
-        stage1_dir = run_dir
+    run_dir, stage1_dir, weights, posthoc = resolve_run(target)
     cfg = load_run_config(stage1_dir)
     inputs = run_inputs(stage1_dir, cfg, data_root, how_to_pass)
     model = build.build_model(cfg, inputs)
     model.load_state_dict(load_checkpoint(weights)["model"])
     scale = build.probability_scale(cfg, inputs)
-    if posthoc is not None:
-        try:
-            correct_linear_head(model.head, posthoc["method"], float(posthoc["tau"]), inputs.class_counts, scale)
-        except ValueError as err:
-            raise ConfigError(f"{run_dir}: {err}") from None
+    apply_posthoc(model, run_dir, posthoc, inputs.class_counts, scale)
     return TrainedModel(run_dir, weights, cfg, model.eval(), inputs, scale, posthoc)
+
+
+def resolve_run(target: str | Path) -> tuple[Path, Path, Path, dict | None]:
+    """(the run asked for, the run whose weights and training config it uses, the weights file, the post-hoc
+    record or None): for a trained run the first two are the same directory."""
+    run_dir = Path(target)
+    posthoc = _posthoc_record(run_dir)
+    if posthoc is not None:
+        stage1_dir = _stage1_of(run_dir, posthoc)
+        return run_dir, stage1_dir, stage1_dir / posthoc["weights"], posthoc
+    run_dir, weights = locate(target)
+    return run_dir, run_dir, weights, None
+
+
+def apply_posthoc(model: torch.nn.Module, run_dir: Path, posthoc: dict | None, class_counts: list[int],
+                  scale: float) -> None:
+    """Bake a post-hoc run's correction into the stage-1 model's head (nothing for a trained run)."""
+    if posthoc is None:
+        return
+    try:
+        correct_linear_head(model.head, posthoc["method"], float(posthoc["tau"]), class_counts, scale)
+    except ValueError as err:
+        raise ConfigError(f"{run_dir}: {err}") from None
 
 
 def _posthoc_record(path: Path) -> dict | None:
