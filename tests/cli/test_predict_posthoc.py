@@ -77,16 +77,19 @@ def test_a_posthoc_run_finds_its_stage1_run_beside_it_or_says_it_is_gone(stage1,
 
 
 def test_eval_on_a_posthoc_run_scores_it_and_writes_its_reports(stage1, tmp_path, capsys):
-    """`longtail eval` on a post-hoc run gives the figures the post-hoc run recorded and writes the test reports
-    (confusion matrix, per-class CSV, calibration) that `longtail posthoc` does not; weights are asked of it in
-    vain, with a pointer to what applies it."""
+    """A post-hoc run writes the test reports of a trained run (confusion matrix, per-class CSV, calibration);
+    `longtail eval` on it gives the figures and logits it recorded; weights are asked of it in vain, with a
+    pointer to what applies it."""
     base, _, _, _ = stage1
     assert main(["posthoc", str(REPO / "configs/fashion_mnist_lt/tau_norm.yaml"), f"from_run={base / 'ce'}",
                  f"output_dir={tmp_path}", "name=tn", "tau=1", "--quiet"]) == 0
     run = tmp_path / "tn"
     recorded = read_metrics(run)["test"]
+    assert (run / "test_confusion_matrix.csv").is_file() and (run / "test_reliability.png").is_file()  # from posthoc
+    from_posthoc = np.load(run / "test_logits.npz")["logits"]
     stage1_logits = (base / "ce" / "test_logits.npz").read_bytes()
     assert main(["eval", str(run), "--json"]) == 0
+    np.testing.assert_allclose(np.load(run / "test_logits.npz")["logits"], from_posthoc, atol=1e-5)  # the same model
     printed = json.loads(capsys.readouterr().out)
     assert printed["per_class"] == pytest.approx(recorded["per_class"], abs=1e-9)
     assert printed["ece"] == pytest.approx(recorded["ece"], abs=1e-6)

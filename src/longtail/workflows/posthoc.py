@@ -26,7 +26,15 @@ from ..engine import distributed as dist_utils
 from ..engine import extract_features, load_checkpoint
 from ..engine.run_dir import RunDirectory
 from ..engine.trainer import METRICS_FILE, write_json_atomic
-from ..evaluation import posthoc_adjusted_logits, score_logits, select_tau, tau_grid, tau_grid_edge_note, tau_norm_logits
+from ..evaluation import (
+    posthoc_adjusted_logits,
+    score_logits,
+    select_tau,
+    tau_grid,
+    tau_grid_edge_note,
+    tau_norm_logits,
+    write_prediction_reports,
+)
 from . import build
 from .output import make_console
 from .run_files import load_run_config, locate, rebuild_run_data
@@ -113,7 +121,8 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
     def test_metrics(logits: Tensor) -> dict:  # the corrected logits are the model's: their softmax is scored too (ECE)
         return score_logits(logits, test_targets, counts, many=many, few=few)
 
-    test = test_metrics(corrected["test"](best))
+    corrected_test = corrected["test"](best)
+    test = test_metrics(corrected_test)
     plain = test_metrics(plain_logits)
     metrics = {"name": cfg.name, "dataset": train_cfg.dataset, "model": train_cfg.model, "loss": train_cfg.loss,
                "sampler": train_cfg.sampler, "seed": train_cfg.seed, "class_counts": counts,
@@ -129,6 +138,10 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
             directory.acquire()  # a second writer of the same run directory stops here
             (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
             write_json_atomic(metrics, run_dir / METRICS_FILE)
+            # the test reports a trained run has (confusion matrix, per-class CSV, calibration), for the corrected
+            # model; its logits saved as that model outputs them (what `longtail eval` of this run writes)
+            write_prediction_reports(run_dir, corrected_test / scale, test_targets, data.class_names, prefix="test",
+                                     weights_epoch=weights_epoch, probability_scale=scale)
     dist_utils.barrier()  # a suite reads the run next, on every rank
     if edge_note and dist_utils.launched_rank() == 0:  # shown even when quiet (bench): it questions the result
         console.print(f"[yellow]{cfg.name}: {escape(edge_note)}[/]")
