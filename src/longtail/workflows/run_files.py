@@ -21,14 +21,22 @@ def locate(target: str | Path) -> tuple[Path, Path]:
     try:
         return find_weights(target, hint="give a longtail run directory such as runs/ce, or a .pt file")
     except CheckpointError:
-        metrics = Path(target) / "metrics.json"
-        posthoc = json.loads(metrics.read_text()).get("posthoc") if metrics.is_file() else None
+        posthoc = posthoc_record(Path(target))
         if posthoc:
             raise CheckpointError(
                 f"{target} is a post-hoc run ({posthoc.get('method')} of {posthoc.get('from_run')}, tau "
                 f"{posthoc.get('tau')}) with no weights of its own: `longtail eval`, `predict` and `export` apply it "
                 f"(its stage-1 model with the correction); to start from weights, give its stage-1 run") from None
         raise
+
+
+def posthoc_record(path: Path) -> dict | None:
+    """The ``posthoc`` entry of a post-hoc run directory's metrics.json (None for anything else: a trained run has
+    weights)."""
+    metrics = path / "metrics.json"
+    if not path.is_dir() or any((path / name).is_file() for name in ("best.pt", "checkpoint.pt")) or not metrics.is_file():
+        return None
+    return json.loads(metrics.read_text()).get("posthoc")
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:

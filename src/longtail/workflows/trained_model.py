@@ -27,7 +27,7 @@ from ..engine import load_checkpoint
 from ..engine.trainer import METRICS_FILE
 from ..evaluation import correct_linear_head
 from . import build
-from .run_files import load_run_config, locate, rebuild_run_data
+from .run_files import load_run_config, locate, posthoc_record, rebuild_run_data
 
 
 @dataclass
@@ -77,7 +77,7 @@ def resolve_run(target: str | Path) -> tuple[Path, Path, Path, dict | None]:
     """(the run asked for, the run whose weights and training config it uses, the weights file, the post-hoc
     record or None): for a trained run the first two are the same directory."""
     run_dir = Path(target)
-    posthoc = _posthoc_record(run_dir)
+    posthoc = posthoc_record(run_dir)
     if posthoc is not None:
         stage1_dir = _stage1_of(run_dir, posthoc)
         return run_dir, stage1_dir, stage1_dir / posthoc["weights"], posthoc
@@ -94,14 +94,6 @@ def apply_posthoc(model: torch.nn.Module, run_dir: Path, posthoc: dict | None, c
         correct_linear_head(model.head, posthoc["method"], float(posthoc["tau"]), class_counts, scale)
     except ValueError as err:
         raise ConfigError(f"{run_dir}: {err}") from None
-
-
-def _posthoc_record(path: Path) -> dict | None:
-    """The ``posthoc`` entry of a post-hoc run directory's metrics.json (None for anything else)."""
-    metrics = path / METRICS_FILE
-    if not path.is_dir() or any((path / name).is_file() for name in ("best.pt", "checkpoint.pt")) or not metrics.is_file():
-        return None
-    return json.loads(metrics.read_text()).get("posthoc")
 
 
 def _stage1_of(run_dir: Path, posthoc: dict) -> Path:
