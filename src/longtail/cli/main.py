@@ -178,6 +178,8 @@ def _add_posthoc(sub) -> None:
     p.add_argument("config", help="posthoc YAML (method: tau_norm | logit_adjust), or key=value only")
     p.add_argument("overrides", nargs="*", help="key=value overrides (from_run=..., name=..., tau=1.0; "
                                                 "data_root=... where the stage-1 run's data moved)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace another post-hoc run of the same name (a trained run is never replaced)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -339,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 overrides, config = [config] + overrides, None
             cfg = load_config(PosthocConfig, config, overrides)  # a bad file or key is reported before torch loads
             from ..workflows.posthoc import run_posthoc
-            run_posthoc(cfg, quiet=args.quiet)
+            run_posthoc(cfg, quiet=args.quiet, overwrite=args.overwrite)
         elif args.command == "demo":
             from ..workflows.demo import run_demo
             run_demo(args.output_dir, seeds=args.seeds, epochs=args.epochs, configs=args.configs,

@@ -21,7 +21,7 @@ from rich.markup import escape
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from ..config import ConfigError, PosthocConfig, to_dict
+from ..config import ConfigError, PosthocConfig, changed_settings, to_dict
 from ..engine import distributed as dist_utils
 from ..engine import extract_features, load_checkpoint
 from ..engine.run_dir import RunDirectory
@@ -62,14 +62,46 @@ def saved_logits(run_dir: Path, weights_epoch: int | None,
     return out[0], out[1]
 
 
-def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
-    """Apply ``cfg.method`` to ``cfg.from_run``; returns the metrics dict (also in metrics.json)."""
+def check_run_dir_free(run_dir: Path, cfg: PosthocConfig, overwrite: bool) -> None:
+    """Refuse to write a post-hoc run over another run: a trained run (its metrics and config would be replaced and
+    the run could no longer be evaluated) always, another post-hoc run (other stage-1 run, method or tau) unless
+    ``overwrite``. The same post-hoc run again (e.g. after its data moved) is fine."""
+    if any((run_dir / name).is_file() for name in ("best.pt", "checkpoint.pt")):
+        raise ConfigError(f"{run_dir} holds a trained run: a post-hoc run there would replace its metrics and config. "
+                          "Give the post-hoc run another name=... or output_dir=...")
+    config, metrics = run_dir / "config.yaml", run_dir / METRICS_FILE
+    if not (config.is_file() or metrics.is_file()):
+        return
+    saved = yaml.safe_load(config.read_text()) if config.is_file() else None
+    if not (isinstance(saved, dict) and "method" in saved and "from_run" in saved):
+        if overwrite:
+            return
+        raise ConfigError(f"{run_dir} holds files of another kind of run (config.yaml / metrics.json): give the post-hoc "
+                          "run another name=... or output_dir=..., or pass --overwrite to replace them")
+    current = to_dict(cfg)
+    old_stage1 = Path(str(saved["from_run"]))
+    # a stage-1 run that is no longer where it was moved (with a suite's output directory, say): the same run
+    same_stage1 = old_stage1.resolve() == Path(str(cfg.from_run)).resolve() or not old_stage1.exists()
+    diff = changed_settings({k: v for k, v in saved.items() if k != "from_run"},
+                            {k: v for k, v in current.items() if k != "from_run"}, PosthocConfig.NOT_COMPUTED_KEYS)
+    if not same_stage1:
+        diff = ", ".join(x for x in (f"from_run: {saved['from_run']!r} -> {cfg.from_run!r}", diff) if x)
+    if diff and not overwrite:
+        raise ConfigError(f"{run_dir} holds another post-hoc run ({diff}): give this one another name=... or "
+                          "output_dir=..., or pass --overwrite to replace it")
+
+
+def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False, overwrite: bool = False) -> dict:
+    """Apply ``cfg.method`` to ``cfg.from_run``; returns the metrics dict (also in metrics.json). The run directory
+    may hold this same post-hoc run (it is computed again) but no other run, unless ``overwrite`` (a post-hoc run
+    only: a trained run's directory is never written into)."""
     if cfg.method not in METHODS:
         raise ConfigError(f"method must be one of {METHODS}, got {cfg.method!r}")
     if not cfg.from_run:
         raise ConfigError("give the stage-1 run: from_run=<run directory>, e.g. from_run=runs/ce")
     if not cfg.name:
         raise ConfigError("the run needs a name: pass name=... (a config file gives its stem by default)")
+    check_run_dir_free(Path(cfg.output_dir) / cfg.name, cfg, overwrite)
     say = (lambda *a: None) if quiet else console.print
     stage1_dir, weights = locate(cfg.from_run)
     train_cfg = load_run_config(stage1_dir)
@@ -136,6 +168,7 @@ def run_posthoc(cfg: PosthocConfig, *, quiet: bool = False) -> dict:
     if dist_utils.launched_rank() == 0:  # under torchrun every rank computes the same (cheap) correction; one writes it
         with RunDirectory(run_dir, (METRICS_FILE, "config.yaml"), METRICS_FILE) as directory:
             directory.acquire()  # a second writer of the same run directory stops here
+            check_run_dir_free(run_dir, cfg, overwrite)  # again: another run may have finished there meanwhile
             (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
             write_json_atomic(metrics, run_dir / METRICS_FILE)
             # the test reports a trained run has (confusion matrix, per-class CSV, calibration), for the corrected
