@@ -78,12 +78,10 @@ def check_run_dir_free(run_dir: Path, cfg: PosthocConfig, overwrite: bool) -> No
             return
         raise ConfigError(f"{run_dir} holds files of another kind of run (config.yaml / metrics.json): give the post-hoc "
                           "run another name=... or output_dir=..., or pass --overwrite to replace them")
-    current = to_dict(cfg)
     old_stage1 = Path(str(saved["from_run"]))
     # a stage-1 run that is no longer where it was moved (with a suite's output directory, say): the same run
     same_stage1 = old_stage1.resolve() == Path(str(cfg.from_run)).resolve() or not old_stage1.exists()
-    diff = changed_settings({k: v for k, v in saved.items() if k != "from_run"},
-                            {k: v for k, v in current.items() if k != "from_run"}, PosthocConfig.NOT_COMPUTED_KEYS)
+    diff = changed_settings(saved, to_dict(cfg), PosthocConfig.NOT_COMPUTED_KEYS + ("from_run",))
     if not same_stage1:
         diff = ", ".join(x for x in (f"from_run: {saved['from_run']!r} -> {cfg.from_run!r}", diff) if x)
     if diff and not overwrite:
