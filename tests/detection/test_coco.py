@@ -9,6 +9,7 @@ import random
 import numpy as np
 import pytest
 
+from helpers.fashion_mnist import fashion_mnist_root_or_skip
 from longtail.detection.coco import (
     COCO_LT_AP_BIN_EDGES,
     CocoDetection,
@@ -231,6 +232,7 @@ def test_coco_lt_stand_in_trains_every_head_and_reports_ap_bins(tmp_path, capsys
 
     from longtail.cli.main import main
 
+    fashion_mnist_root_or_skip()  # the stand-in pastes Fashion-MNIST objects
     configs = Path(__file__).resolve().parents[2] / "configs" / "detection"
     assert main(["detect", "make-data", str(tmp_path / "data"), "--size", "coco_lt_ci"]) == 0
     assert "4 / 24 / 32 / 20" in capsys.readouterr().out

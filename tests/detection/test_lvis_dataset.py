@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from helpers.fashion_mnist import fashion_mnist_root_or_skip
 from longtail.detection.lvis import CategoryStats, LvisDetection, collate_detection, load_lvis_category_stats
 from longtail.detection.synthetic import make_synthetic_lvis
 from references.lvis_reference import LVIS_VAL_100
@@ -19,6 +20,7 @@ from references.lvis_reference import LVIS_VAL_100
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
+    fashion_mnist_root_or_skip()  # the generated images paste Fashion-MNIST objects
     out = tmp_path_factory.mktemp("lvis_syn")
     make_synthetic_lvis(out, size="ci", scale=400, seed=0)
     return out, json.loads((out / "lvis_train.json").read_text())

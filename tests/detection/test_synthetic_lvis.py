@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.fashion_mnist import fashion_mnist_root_or_skip
 from longtail.cli.main import main
-from longtail.data.sources import DatasetNotFoundError, default_data_root, load_fashion_mnist
 from longtail.detection.lvis import frequency_of, load_lvis_category_stats, polygons_to_mask
 from longtail.detection.synthetic import (
     PRESETS,
@@ -27,12 +27,7 @@ from longtail.workflows.detect_data import PRESET_NAMES
 
 @pytest.fixture(scope="module")
 def fashion_root():
-    root = default_data_root()
-    try:
-        load_fashion_mnist(root, train=False)
-    except DatasetNotFoundError as err:
-        pytest.skip(f"Fashion-MNIST unavailable: {err}")
-    return root
+    return fashion_mnist_root_or_skip()
 
 
 def digest(folder: Path) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.fashion_mnist import fashion_mnist_root_or_skip
 from helpers.runs import subprocess_env
 
 API = Path(__file__).resolve().parents[2] / "docs" / "api.md"
@@ -70,6 +71,7 @@ def test_your_own_sampler(tmp_path):
 
 @pytest.mark.slow
 def test_bags_on_a_torchvision_faster_rcnn(tmp_path):
+    fashion_mnist_root_or_skip()  # the example generates its LVIS-style data from Fashion-MNIST
     out = run_example(examples()["BAGS on a torchvision Faster R-CNN, trained in your loop and evaluated with LVIS metrics"],
                       tmp_path)
     metrics = eval(out.strip().splitlines()[-1], {"nan": float("nan")})  # the printed dict of AP, APr, APc, APf
@@ -80,6 +82,7 @@ def test_bags_on_a_torchvision_faster_rcnn(tmp_path):
 @pytest.mark.slow
 @pytest.mark.ddp
 def test_evaluate_detector_under_torchrun_equals_one_process(tmp_path):
+    fashion_mnist_root_or_skip()
     code = examples()["`evaluate_detector` under torchrun"]
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
