@@ -37,7 +37,7 @@ from ..evaluation import (
 )
 from . import build
 from .output import make_console
-from .run_files import load_run_config, locate, rebuild_run_data
+from .run_files import holds_weights, load_run_config, locate, rebuild_run_data
 
 console = make_console(soft_wrap=True)  # no hard wraps inside paths
 METHODS = ("logit_adjust", "tau_norm")
@@ -66,7 +66,7 @@ def check_run_dir_free(run_dir: Path, cfg: PosthocConfig, overwrite: bool) -> No
     """Refuse to write a post-hoc run over another run: a trained run (its metrics and config would be replaced and
     the run could no longer be evaluated) always, another post-hoc run (other stage-1 run, method or tau) unless
     ``overwrite``. The same post-hoc run again (e.g. after its data moved) is fine."""
-    if any((run_dir / name).is_file() for name in ("best.pt", "checkpoint.pt")):
+    if holds_weights(run_dir):
         raise ConfigError(f"{run_dir} holds a trained run: a post-hoc run there would replace its metrics and config. "
                           "Give the post-hoc run another name=... or output_dir=...")
     config, metrics = run_dir / "config.yaml", run_dir / METRICS_FILE

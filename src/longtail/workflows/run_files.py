@@ -13,6 +13,7 @@ import yaml
 from ..config import ConfigError, TrainConfig, _check_keys
 from ..data.sources import DatasetNotFoundError
 from ..engine.checkpoint import CheckpointError, find_weights
+from ..engine.trainer import BEST_FILE, CHECKPOINT_FILE, METRICS_FILE
 from . import build
 
 
@@ -33,10 +34,15 @@ def locate(target: str | Path) -> tuple[Path, Path]:
 def posthoc_record(path: Path) -> dict | None:
     """The ``posthoc`` entry of a post-hoc run directory's metrics.json (None for anything else: a trained run has
     weights)."""
-    metrics = path / "metrics.json"
-    if not path.is_dir() or any((path / name).is_file() for name in ("best.pt", "checkpoint.pt")) or not metrics.is_file():
+    metrics = path / METRICS_FILE
+    if not path.is_dir() or holds_weights(path) or not metrics.is_file():
         return None
     return json.loads(metrics.read_text()).get("posthoc")
+
+
+def holds_weights(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a trained run's weights (its best or last checkpoint)."""
+    return any((run_dir / name).is_file() for name in (BEST_FILE, CHECKPOINT_FILE))
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:
